@@ -1,0 +1,157 @@
+//! Start-up wiring shared by the CLI and the tests: config → packs → secret → brain →
+//! dispatcher, each step failing with an exit code and a message that names the fix.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use secrecy::SecretString;
+
+use crate::brain::seal::Sealer;
+use crate::brain::{self, Brain, BrainError};
+use crate::config::{Config, PREVIOUS_SECRET_ENV, SECRET_ENV};
+use crate::dispatch::parse::Addressing;
+use crate::dispatch::Dispatcher;
+use crate::pack::{self, Pack, Templates};
+use crate::upstream::Upstream;
+
+/// Exit codes, as documented in the README.
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const RUNTIME: u8 = 1;
+    pub const USAGE: u8 = 2;
+    pub const CONFIG: u8 = 3;
+    pub const SECRET: u8 = 4;
+}
+
+/// A start-up failure: the message is for the operator and never holds a secret.
+#[derive(Debug)]
+pub struct StartError {
+    pub code: u8,
+    pub message: String,
+}
+
+impl StartError {
+    fn config(message: impl Into<String>) -> StartError {
+        StartError {
+            code: exit::CONFIG,
+            message: message.into(),
+        }
+    }
+
+    fn secret(message: impl Into<String>) -> StartError {
+        StartError {
+            code: exit::SECRET,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+pub fn load_config(path: &Path, explicit: bool) -> Result<Config, StartError> {
+    Config::load(path, explicit).map_err(|e| StartError::config(e.to_string()))
+}
+
+pub fn load_packs(config: &Config) -> Result<(Vec<Pack>, Templates), StartError> {
+    pack::load_all(config).map_err(|errors| {
+        let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        StartError::config(format!(
+            "{} problem(s) in the command packs:\n{}",
+            lines.len(),
+            lines.join("\n")
+        ))
+    })
+}
+
+/// Where the brain's key came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    Environment,
+    /// A development key file next to the brain; `created` when this start made it.
+    DevFile {
+        path: std::path::PathBuf,
+        created: bool,
+    },
+}
+
+/// Reads `DEPUTY_SECRET` (and `DEPUTY_SECRET_PREVIOUS`). Without one, `allow_dev` lets the
+/// shell use (or create) a development key file in the brain directory.
+pub fn sealer(config: &Config, allow_dev: bool) -> Result<(Sealer, SecretSource), StartError> {
+    let env = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+            .map(SecretString::from)
+    };
+    let previous: Vec<SecretString> = env(PREVIOUS_SECRET_ENV).into_iter().collect();
+    let bad = |name: &str, e: brain::seal::SealError| StartError::secret(format!("{name}: {e}"));
+    match env(SECRET_ENV) {
+        Some(secret) => {
+            let sealer = Sealer::new(&secret, &[])
+                .map_err(|e| bad(SECRET_ENV, e))
+                .and_then(|_| {
+                    Sealer::new(&secret, &previous).map_err(|e| bad(PREVIOUS_SECRET_ENV, e))
+                })?;
+            Ok((sealer, SecretSource::Environment))
+        }
+        None if allow_dev => {
+            let dir = config.brain_dir();
+            let (secret, created) = brain::dev_secret(&dir).map_err(|e| {
+                StartError::secret(format!(
+                    "{SECRET_ENV} is not set and the development key in {} cannot be used: {e}",
+                    dir.display()
+                ))
+            })?;
+            let sealer = Sealer::new(&secret, &previous).map_err(|e| {
+                StartError::secret(format!(
+                    "the development key {}: {e}",
+                    dir.join(brain::DEV_SECRET_FILE).display()
+                ))
+            })?;
+            Ok((
+                sealer,
+                SecretSource::DevFile {
+                    path: dir.join(brain::DEV_SECRET_FILE),
+                    created,
+                },
+            ))
+        }
+        None => Err(StartError::secret(format!(
+            "{SECRET_ENV} is not set. It holds the key that encrypts users' credentials: \
+             generate one with `deputy keygen` and keep it in your secret store."
+        ))),
+    }
+}
+
+pub fn open_brain(config: &Config, sealer: Sealer) -> Result<Brain, StartError> {
+    Brain::open_dir(&config.brain_dir(), sealer).map_err(|e| match e {
+        BrainError::WrongSecret { .. } | BrainError::Secret(_) => StartError::secret(e.to_string()),
+        BrainError::Io { .. } => StartError {
+            code: exit::RUNTIME,
+            message: e.to_string(),
+        },
+    })
+}
+
+pub fn dispatcher(
+    config: &Config,
+    packs: Vec<Pack>,
+    templates: Templates,
+    brain: Brain,
+) -> Result<Dispatcher, StartError> {
+    let upstream = Upstream::new(&config.http).map_err(|e| StartError {
+        code: exit::RUNTIME,
+        message: format!("cannot build the HTTP client: {e}"),
+    })?;
+    Ok(Dispatcher {
+        addressing: Addressing::new(&config.bot.name, &config.bot.aliases),
+        packs,
+        templates: Arc::new(templates),
+        brain,
+        upstream,
+    })
+}

@@ -1,0 +1,386 @@
+//! The brain: deputy's store of credentials and pending flows. Every value is sealed
+//! ([`seal`]) under its own key path; the raw store ([`Store`], sled by default) only ever
+//! sees ciphertext.
+//!
+//! On disk (`[brain] path`, 0700): `canary` (a sealed known value that tells a wrong
+//! `DEPUTY_SECRET` before anything is opened or written) and `db/` (sled).
+
+pub mod seal;
+pub mod sled;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use secrecy::SecretString;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use zeroize::Zeroizing;
+
+use self::seal::{SealError, Sealer};
+
+/// A raw key-value store of sealed bytes. sled today; a networked store for several replicas
+/// implements the same trait.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    async fn get(&self, key: &[u8]) -> anyhow::Result<Option<Vec<u8>>>;
+    /// Writes and makes the write durable before returning.
+    async fn put(&self, key: &[u8], value: Vec<u8>) -> anyhow::Result<()>;
+    /// Deletes durably; true when something was there.
+    async fn delete(&self, key: &[u8]) -> anyhow::Result<bool>;
+    /// All keys starting with `prefix`.
+    async fn keys(&self, prefix: &[u8]) -> anyhow::Result<Vec<Vec<u8>>>;
+}
+
+/// Who a credential belongs to: the same numeric id on two platforms, or in two workspaces,
+/// is two different people.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Owner {
+    pub adapter: String,
+    pub workspace: String,
+    pub user: String,
+}
+
+/// A record's place in the brain. Components are percent-encoded so that a `/` in a user id
+/// cannot make one key path look like another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyPath(String);
+
+impl KeyPath {
+    pub fn credential(owner: &Owner, service: &str) -> KeyPath {
+        KeyPath::of(
+            "cred",
+            &[&owner.adapter, &owner.workspace, &owner.user, service],
+        )
+    }
+
+    pub fn of(kind: &str, parts: &[&str]) -> KeyPath {
+        let mut s = kind.to_string();
+        for p in parts {
+            s.push('/');
+            s.extend(percent_encoding::utf8_percent_encode(
+                p,
+                percent_encoding::NON_ALPHANUMERIC,
+            ));
+        }
+        KeyPath(s)
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl std::fmt::Display for KeyPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrainError {
+    #[error(
+        "DEPUTY_SECRET does not match the secret this brain ({dir}) was created with; \
+         nothing was written. Set the right secret (while rotating, the old one goes in \
+         DEPUTY_SECRET_PREVIOUS)."
+    )]
+    WrongSecret { dir: PathBuf },
+    #[error("{0}")]
+    Secret(#[from] SealError),
+    #[error("brain at {dir}: {message}")]
+    Io { dir: PathBuf, message: String },
+}
+
+/// The sealed store.
+#[derive(Clone)]
+pub struct Brain {
+    store: Arc<dyn Store>,
+    sealer: Arc<Sealer>,
+}
+
+impl std::fmt::Debug for Brain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Brain")
+            .field("sealer", &self.sealer)
+            .finish()
+    }
+}
+
+const CANARY_FILE: &str = "canary";
+const CANARY_PATH: &[u8] = b"meta/canary";
+const CANARY_PLAINTEXT: &[u8] = b"deputy brain canary v1";
+/// The development key `deputy shell` creates when no secret is given.
+pub const DEV_SECRET_FILE: &str = "dev-secret";
+
+impl Brain {
+    pub fn new(store: Arc<dyn Store>, sealer: Sealer) -> Brain {
+        Brain {
+            store,
+            sealer: Arc::new(sealer),
+        }
+    }
+
+    /// Opens (or creates) the sled brain in `dir`. The canary is checked before sled is
+    /// opened, so a wrong secret changes no file.
+    pub fn open_dir(dir: &Path, sealer: Sealer) -> Result<Brain, BrainError> {
+        let io = |message: String| BrainError::Io {
+            dir: dir.to_owned(),
+            message,
+        };
+        check_canary(dir, &sealer)?;
+        create_private_dir(dir).map_err(|e| io(format!("cannot create it: {e}")))?;
+        let store = sled::SledStore::open(&dir.join("db")).map_err(|e| io(e.to_string()))?;
+        if !dir.join(CANARY_FILE).exists() {
+            write_private(
+                &dir.join(CANARY_FILE),
+                &sealer.seal(CANARY_PATH, CANARY_PLAINTEXT),
+            )
+            .map_err(|e| io(format!("cannot write the canary: {e}")))?;
+        }
+        restrict_tree(dir).map_err(|e| io(format!("cannot restrict permissions: {e}")))?;
+        Ok(Brain::new(Arc::new(store), sealer))
+    }
+
+    /// Seals `value` under `key` and returns once the write is durable.
+    pub async fn put<T: Serialize>(&self, key: &KeyPath, value: &T) -> anyhow::Result<()> {
+        let plain = Zeroizing::new(serde_json::to_vec(value)?);
+        let sealed = self.sealer.seal(key.as_bytes(), &plain);
+        self.store.put(key.as_bytes(), sealed).await
+    }
+
+    /// Opens the record at `key`. A record that does not open is an error, never `None`.
+    pub async fn get<T: DeserializeOwned>(&self, key: &KeyPath) -> anyhow::Result<Option<T>> {
+        let Some(sealed) = self.store.get(key.as_bytes()).await? else {
+            return Ok(None);
+        };
+        let plain = self
+            .sealer
+            .open(key.as_bytes(), &sealed)
+            .map_err(|e| anyhow::anyhow!("brain record {key}: {e}"))?;
+        Ok(Some(serde_json::from_slice(&plain)?))
+    }
+
+    pub async fn delete(&self, key: &KeyPath) -> anyhow::Result<bool> {
+        self.store.delete(key.as_bytes()).await
+    }
+
+    /// Re-seals every record sealed with an older key; returns how many were re-sealed.
+    pub async fn reseal(&self) -> anyhow::Result<usize> {
+        let mut n = 0;
+        for key in self.store.keys(b"").await? {
+            let Some(sealed) = self.store.get(&key).await? else {
+                continue;
+            };
+            if self.sealer.is_stale(&sealed) {
+                let plain = self
+                    .sealer
+                    .open(&key, &sealed)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", String::from_utf8_lossy(&key)))?;
+                self.store.put(&key, self.sealer.seal(&key, &plain)).await?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Number of records under a key prefix (for `deputy check` and admin output).
+    pub async fn count(&self, prefix: &str) -> anyhow::Result<usize> {
+        Ok(self.store.keys(prefix.as_bytes()).await?.len())
+    }
+
+    pub fn key_id(&self) -> String {
+        self.sealer.key_id()
+    }
+
+    /// Rewrites the canary with the current key (after a rotation has re-sealed everything).
+    pub fn rewrite_canary(&self, dir: &Path) -> std::io::Result<()> {
+        write_private(
+            &dir.join(CANARY_FILE),
+            &self.sealer.seal(CANARY_PATH, CANARY_PLAINTEXT),
+        )
+    }
+}
+
+/// Verifies the canary in `dir`, if any, without opening or writing anything.
+pub fn check_canary(dir: &Path, sealer: &Sealer) -> Result<(), BrainError> {
+    match std::fs::read(dir.join(CANARY_FILE)) {
+        Ok(sealed) => match sealer.open(CANARY_PATH, &sealed) {
+            Ok(plain) if plain.as_slice() == CANARY_PLAINTEXT => Ok(()),
+            _ => Err(BrainError::WrongSecret {
+                dir: dir.to_owned(),
+            }),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if dir.join("db").exists() {
+                // A brain without its canary cannot tell a wrong secret: refuse rather than
+                // seal new records under a key the old ones do not open with.
+                Err(BrainError::Io {
+                    dir: dir.to_owned(),
+                    message: "the canary file is missing; restore it from a backup".into(),
+                })
+            } else {
+                Ok(())
+            }
+        }
+        Err(e) => Err(BrainError::Io {
+            dir: dir.to_owned(),
+            message: format!("cannot read the canary: {e}"),
+        }),
+    }
+}
+
+/// Reads the development secret in `dir`, creating it (0600) when absent. Returns the secret
+/// and whether it was just created.
+pub fn dev_secret(dir: &Path) -> std::io::Result<(SecretString, bool)> {
+    let path = dir.join(DEV_SECRET_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(s) => Ok((SecretString::from(s.trim().to_string()), false)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            create_private_dir(dir)?;
+            let secret = seal::generate_secret();
+            use secrecy::ExposeSecret;
+            write_private(&path, secret.expose_secret().as_bytes())?;
+            Ok((secret, true))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+/// Writes a file readable by its owner only, atomically (temp file, then rename).
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Directories 0700, files 0600, below `dir` (sled creates its files with the process umask).
+fn restrict_tree(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let ty = entry.file_type()?;
+        if ty.is_dir() {
+            std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o700))?;
+            restrict_tree(&entry.path())?;
+        } else if ty.is_file() {
+            std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn sealer(b: u8) -> Sealer {
+        use base64::Engine;
+        Sealer::new(
+            &SecretString::from(base64::engine::general_purpose::STANDARD.encode([b; 32])),
+            &[],
+        )
+        .unwrap()
+    }
+
+    fn owner(user: &str) -> Owner {
+        Owner {
+            adapter: "shell".into(),
+            workspace: "local".into(),
+            user: user.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn record_copied_to_another_user_does_not_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let brain = Brain::open_dir(dir.path(), sealer(1)).unwrap();
+        let alice = KeyPath::credential(&owner("alice"), "jenkins");
+        let bob = KeyPath::credential(&owner("bob"), "jenkins");
+        brain.put(&alice, &"alice:token").await.unwrap();
+        let raw = brain.store.get(alice.as_bytes()).await.unwrap().unwrap();
+        brain.store.put(bob.as_bytes(), raw).await.unwrap();
+        let err = brain.get::<String>(&bob).await.unwrap_err().to_string();
+        assert!(err.contains("does not open"), "{err}");
+        assert!(!err.contains("alice:token"));
+        assert_eq!(
+            brain.get::<String>(&alice).await.unwrap().as_deref(),
+            Some("alice:token")
+        );
+    }
+
+    #[test]
+    fn key_paths_cannot_collide_through_slashes() {
+        let a = KeyPath::credential(&owner("a/b"), "c");
+        let b = KeyPath::of("cred", &["shell", "local", "a", "b/c"]);
+        assert_ne!(a, b);
+    }
+
+    #[tokio::test]
+    async fn wrong_secret_refused_and_permissions_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("brain");
+        {
+            let brain = Brain::open_dir(&path, sealer(1)).unwrap();
+            brain
+                .put(&KeyPath::of("t", &["x"]), &"v".to_string())
+                .await
+                .unwrap();
+        }
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o700);
+        assert_eq!(mode(&path.join("canary")), 0o600);
+        assert_eq!(mode(&path.join("db")), 0o700);
+        assert!(matches!(
+            Brain::open_dir(&path, sealer(2)),
+            Err(BrainError::WrongSecret { .. })
+        ));
+        let brain = Brain::open_dir(&path, sealer(1)).unwrap();
+        assert_eq!(
+            brain
+                .get::<String>(&KeyPath::of("t", &["x"]))
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("v")
+        );
+    }
+
+    #[tokio::test]
+    async fn reseal_moves_records_to_the_new_key() {
+        use base64::Engine;
+        let dir = tempfile::tempdir().unwrap();
+        let k = KeyPath::of("t", &["x"]);
+        {
+            let brain = Brain::open_dir(dir.path(), sealer(1)).unwrap();
+            brain.put(&k, &"v".to_string()).await.unwrap();
+        }
+        let old = SecretString::from(base64::engine::general_purpose::STANDARD.encode([1u8; 32]));
+        let new = SecretString::from(base64::engine::general_purpose::STANDARD.encode([2u8; 32]));
+        // The canary still holds the old key: check_canary accepts it through `previous`.
+        let rotating = Sealer::new(&new, &[old]).unwrap();
+        let brain = Brain::open_dir(dir.path(), rotating).unwrap();
+        assert_eq!(brain.reseal().await.unwrap(), 1);
+        brain.rewrite_canary(dir.path()).unwrap();
+        drop(brain);
+        let brain = Brain::open_dir(dir.path(), Sealer::new(&new, &[]).unwrap()).unwrap();
+        assert_eq!(brain.get::<String>(&k).await.unwrap().as_deref(), Some("v"));
+    }
+}

@@ -1,0 +1,293 @@
+//! The operator's configuration (`deputy.toml`). Typos fail loudly (`deny_unknown_fields`);
+//! secrets are never read from this file, only from the environment.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Environment variable holding the brain's master secret.
+pub const SECRET_ENV: &str = "DEPUTY_SECRET";
+/// Environment variable holding the previous secret while rotating.
+pub const PREVIOUS_SECRET_ENV: &str = "DEPUTY_SECRET_PREVIOUS";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub bot: BotConfig,
+    pub brain: BrainConfig,
+    pub http: HttpConfig,
+    /// Per-service overrides of what the packs declare, keyed by service name.
+    pub services: BTreeMap<String, ServiceOverride>,
+    /// Where the file was loaded from; relative paths are resolved against its folder.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BotConfig {
+    /// The bot answers to `@name` and `name:`.
+    pub name: String,
+    /// Extra prefixes that address the bot, such as `!`.
+    pub aliases: Vec<String>,
+    /// Folder of command packs.
+    pub packs: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrainConfig {
+    /// The brain's data directory (created 0700).
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Seconds to wait for a TCP/TLS connection to an upstream.
+    pub connect_timeout_secs: u64,
+    /// Seconds to wait for a whole upstream call, unless a service says otherwise.
+    pub timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceOverride {
+    /// `false` disables the pack entirely.
+    pub enabled: Option<bool>,
+    /// Replaces the pack's `base_url` (a self-hosted Jenkins, a proxy, a test server).
+    pub base_url: Option<String>,
+    /// Replaces the pack's request timeout.
+    pub timeout_secs: Option<u64>,
+}
+
+impl Default for BotConfig {
+    fn default() -> Self {
+        BotConfig {
+            name: "deputy".into(),
+            aliases: Vec::new(),
+            packs: PathBuf::from("commands"),
+        }
+    }
+}
+
+impl Default for BrainConfig {
+    fn default() -> Self {
+        BrainConfig {
+            path: PathBuf::from("deputy-data"),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            connect_timeout_secs: 5,
+            timeout_secs: 20,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bot: BotConfig::default(),
+            brain: BrainConfig::default(),
+            http: HttpConfig::default(),
+            services: BTreeMap::new(),
+            base_dir: PathBuf::from("."),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: {message}")]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl Config {
+    /// Loads `path`; when `required` is false and the file does not exist, returns the
+    /// built-in defaults rooted at the current directory.
+    pub fn load(path: &Path, required: bool) -> Result<Config, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+                return Ok(Config::default());
+            }
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })
+            }
+        };
+        let mut config = Config::parse(&text, path)?;
+        config.base_dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        Ok(config)
+    }
+
+    /// Parses config text; `path` only names the file in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
+            ConfigError::Parse {
+                path: path.to_owned(),
+                line,
+                column,
+                message: e.message().to_string(),
+            }
+        })?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+        };
+        if self.bot.name.trim().is_empty() || self.bot.name.contains(char::is_whitespace) {
+            return Err(invalid(
+                "[bot] name must be one word, such as \"deputy\"".into(),
+            ));
+        }
+        if self.bot.aliases.iter().any(|a| a.trim().is_empty()) {
+            return Err(invalid("[bot] aliases must not be empty strings".into()));
+        }
+        if self.http.timeout_secs == 0 || self.http.connect_timeout_secs == 0 {
+            return Err(invalid("[http] timeouts must be at least 1 second".into()));
+        }
+        for (name, o) in &self.services {
+            if let Some(url) = &o.base_url {
+                check_base_url(url)
+                    .map_err(|m| invalid(format!("[services.{name}] base_url: {m}")))?;
+            }
+            if o.timeout_secs == Some(0) {
+                return Err(invalid(format!(
+                    "[services.{name}] timeout_secs must be at least 1"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// A path from the config, resolved against the config file's folder.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_owned()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    pub fn packs_dir(&self) -> PathBuf {
+        self.resolve(&self.bot.packs)
+    }
+
+    pub fn brain_dir(&self) -> PathBuf {
+        self.resolve(&self.brain.path)
+    }
+}
+
+/// A base URL must be absolute http(s) with a host and nothing after the path.
+pub fn check_base_url(url: &str) -> Result<reqwest::Url, String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("not a URL ({e})"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(format!("{url:?} must start with http:// or https://"));
+    }
+    if parsed.host_str().is_none() {
+        return Err(format!("{url:?} has no host"));
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(format!("{url:?} must not have a query or fragment"));
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        // Not echoed: the URL itself holds a secret here.
+        return Err("the URL must not carry credentials; users link their own".into());
+    }
+    Ok(parsed)
+}
+
+/// 1-based line and column of a byte offset.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_without_file() {
+        let c = Config::load(Path::new("/nonexistent/deputy.toml"), false).unwrap();
+        assert_eq!(c.bot.name, "deputy");
+        assert_eq!(c.packs_dir(), PathBuf::from("./commands"));
+    }
+
+    #[test]
+    fn required_file_missing_is_an_error() {
+        let e = Config::load(Path::new("/nonexistent/deputy.toml"), true).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/deputy.toml"), "{e}");
+    }
+
+    #[test]
+    fn typo_names_line() {
+        let e = Config::parse("[bot]\nname = \"x\"\npakcs = \"c\"\n", Path::new("d.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("d.toml:3:"), "{e}");
+        assert!(e.contains("pakcs"), "{e}");
+    }
+
+    #[test]
+    fn relative_paths_follow_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("deputy.toml");
+        std::fs::write(&p, "[brain]\npath = \"data\"\n").unwrap();
+        let c = Config::load(&p, true).unwrap();
+        assert_eq!(c.brain_dir(), dir.path().join("data"));
+    }
+
+    #[test]
+    fn base_url_with_credentials_refused() {
+        let e = Config::parse(
+            "[services.jenkins]\nbase_url = \"https://u:p@jenkins.example.com\"\n",
+            Path::new("d.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("must not carry credentials"), "{e}");
+        assert!(
+            !e.contains("u:p"),
+            "the URL's secret must not be echoed: {e}"
+        );
+    }
+
+    #[test]
+    fn line_col_counts_from_one() {
+        assert_eq!(line_col("ab\ncd", 4), (2, 2));
+        assert_eq!(line_col("ab", 0), (1, 1));
+    }
+}

@@ -1,0 +1,351 @@
+//! Routing one message: is it for us, which service (by prefix), then a built-in auth command
+//! or a pack command. User errors become replies written for the user; internal errors are
+//! logged in full and the user gets a short apology with a reference.
+
+pub mod help;
+pub mod parse;
+
+use std::sync::Arc;
+
+use minijinja::Value;
+
+use crate::auth::{apikey, Credential};
+use crate::brain::{Brain, KeyPath};
+use crate::chat::{Adapter, Message, Reply};
+use crate::pack::render::trim_reply;
+use crate::pack::{Args, AuthKind, Pack, Request, Templates, BUILTIN_WORDS};
+use crate::upstream::{Call, CallError, Upstream};
+
+use self::parse::Addressing;
+
+pub struct Dispatcher {
+    pub addressing: Addressing,
+    pub packs: Vec<Pack>,
+    pub templates: Arc<Templates>,
+    pub brain: Brain,
+    pub upstream: Upstream,
+}
+
+/// Something went wrong on deputy's side: logged with a reference, never shown in full.
+#[derive(Debug)]
+pub struct Internal(pub anyhow::Error);
+
+impl<E: Into<anyhow::Error>> From<E> for Internal {
+    fn from(e: E) -> Internal {
+        Internal(e.into())
+    }
+}
+
+pub type Handled = Result<Vec<Reply>, Internal>;
+
+impl Dispatcher {
+    /// Answers one message. Returns no replies when the message is not addressed to the bot.
+    pub async fn handle(&self, msg: &Message, adapter: &dyn Adapter) -> Vec<Reply> {
+        match self.route(msg, adapter).await {
+            Ok(replies) => replies,
+            Err(Internal(e)) => {
+                let reference = format!("{:08x}", rand::random::<u32>());
+                tracing::error!(reference, adapter = %msg.adapter, user = %msg.user, error = %format!("{e:#}"), "internal error");
+                vec![Reply::new(format!(
+                    "Sorry, something went wrong on my side (ref {reference}); the operator can find it in the log."
+                ))]
+            }
+        }
+    }
+
+    async fn route(&self, msg: &Message, adapter: &dyn Adapter) -> Handled {
+        let Some(text) = self.addressing.strip(&msg.text, msg.direct) else {
+            return Ok(vec![]);
+        };
+        let words = match parse::words(text) {
+            Ok(w) => w,
+            Err(parse::ParseError::UnclosedQuote) => {
+                return reply("I couldn't read that: a quote is not closed.")
+            }
+        };
+        let Some(first) = words.first().map(|w| w.to_lowercase()) else {
+            return reply(format!(
+                "Hi! Say `{} help` to see what I can do.",
+                self.addressing.name
+            ));
+        };
+        // A key pasted in public is refused before anything else, even for a misspelt
+        // service: the message holds a secret either way.
+        let builtin = parse::normalize_builtin(&words[1.min(words.len())..]);
+        if !msg.direct && matches!(&builtin, Some((b, _)) if b == "setkey") {
+            let pack = self.find(&first);
+            return Ok(apikey::refuse_public(self, msg, pack, adapter).await);
+        }
+        if first == "help" {
+            return Ok(help::answer(self, words.get(1).map(String::as_str)));
+        }
+        let Some(pack) = self.find(&first) else {
+            return Ok(self.unknown_service(&first));
+        };
+        let rest = &words[1..];
+        if rest.is_empty() {
+            return Ok(help::service(self, pack));
+        }
+        if let Some((name, used)) = builtin {
+            let args = &rest[used..];
+            return match name.as_str() {
+                "help" => Ok(help::service(self, pack)),
+                "setkey" => apikey::setkey(self, msg, pack, args).await,
+                "logout" => apikey::logout(self, msg, pack).await,
+                "whoami" => apikey::whoami(self, msg, pack).await,
+                // "setupauth" | "auth": OAuth flows; API-key services explain what to do.
+                _ => Ok(apikey::not_oauth(self, pack)),
+            };
+        }
+        let name = rest[0].to_lowercase();
+        let Some(command) = pack.commands.iter().find(|c| c.name == name) else {
+            return Ok(self.unknown_command(pack, &name));
+        };
+        let args = match command.bind(&rest[1..]) {
+            Ok(a) => a,
+            Err(why) => {
+                return reply(format!(
+                    "{why}. Usage: `{} {}`",
+                    pack.service.prefixes[0], command.usage
+                ))
+            }
+        };
+        self.run(msg, pack, &command.name, &command.request, args)
+            .await
+    }
+
+    /// The pack whose service name or prefix is `word`.
+    pub fn find(&self, word: &str) -> Option<&Pack> {
+        let word = word.to_lowercase();
+        self.packs
+            .iter()
+            .find(|p| p.service.prefixes.contains(&word) || p.service.name == word)
+    }
+
+    fn unknown_service(&self, word: &str) -> Vec<Reply> {
+        let candidates = self
+            .packs
+            .iter()
+            .flat_map(|p| p.service.prefixes.iter().map(String::as_str))
+            .chain(["help"]);
+        let hint = match closest(word, candidates) {
+            Some(c) => format!(" Did you mean `{c}`?"),
+            None => String::new(),
+        };
+        vec![Reply::new(format!(
+            "I don't know `{}`.{hint} Say `help` to see what I can do.",
+            short(word)
+        ))]
+    }
+
+    fn unknown_command(&self, pack: &Pack, word: &str) -> Vec<Reply> {
+        let prefix = &pack.service.prefixes[0];
+        let candidates = pack
+            .commands
+            .iter()
+            .map(|c| c.name.as_str())
+            .chain(BUILTIN_WORDS.iter().copied());
+        let hint = match closest(word, candidates) {
+            Some(c) => format!(" Did you mean `{prefix} {c}`?"),
+            None => String::new(),
+        };
+        vec![Reply::new(format!(
+            "{} has no command `{}`.{hint} Say `{prefix} help` for its commands.",
+            pack.service.name,
+            short(word)
+        ))]
+    }
+
+    /// The user's stored credential for a service, if any.
+    pub async fn credential(
+        &self,
+        msg: &Message,
+        pack: &Pack,
+    ) -> anyhow::Result<Option<Credential>> {
+        self.brain
+            .get(&KeyPath::credential(&msg.owner(), &pack.service.name))
+            .await
+    }
+
+    /// Runs one pack request as the user and renders its reply.
+    pub async fn run(
+        &self,
+        msg: &Message,
+        pack: &Pack,
+        command: &str,
+        request: &Request,
+        args: Args,
+    ) -> Handled {
+        let service = &pack.service;
+        let credential = if service.auth.is_api_key() {
+            match self.credential(msg, pack).await? {
+                Some(c) => Some(c),
+                None => return Ok(vec![apikey::link_first(pack)]),
+            }
+        } else {
+            None
+        };
+        let ctx = self.context(msg, pack, &args, None);
+        let call = match self.build_call(pack, request, &ctx) {
+            Ok(call) => call,
+            Err(e) => return Ok(vec![e]),
+        };
+        let response = match self
+            .upstream
+            .send(&msg.owner(), service, command, call, credential.as_ref())
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => return reply(self.explain(pack, e)),
+        };
+        let ctx = self.context(msg, pack, &args, Some(&response));
+        let text = self
+            .templates
+            .render(&request.reply, &ctx)
+            .map_err(|e| anyhow::anyhow!("{}: reply template: {e:#}", pack.file.display()))?;
+        let text = trim_reply(&text);
+        reply(if text.is_empty() {
+            "Done.".to_string()
+        } else {
+            text
+        })
+    }
+
+    fn context(
+        &self,
+        msg: &Message,
+        pack: &Pack,
+        args: &Args,
+        response: Option<&crate::upstream::Response>,
+    ) -> Value {
+        let mut map: std::collections::BTreeMap<String, Value> = args.clone();
+        map.insert(
+            "user".into(),
+            minijinja::context! {
+                id => msg.user.clone(),
+                name => msg.user_name.clone(),
+                adapter => msg.adapter.clone(),
+                workspace => msg.workspace.clone(),
+            },
+        );
+        map.insert(
+            "service".into(),
+            minijinja::context! {
+                name => pack.service.name.clone(),
+                prefix => pack.service.prefixes[0].clone(),
+                base_url => pack.service.base_url.as_str().trim_end_matches('/').to_string(),
+            },
+        );
+        if let Some(r) = response {
+            map.insert("status".into(), Value::from(r.status));
+            map.insert("headers".into(), Value::from_serialize(&r.headers));
+            map.insert("body".into(), Value::from_serialize(&r.body));
+        }
+        Value::from(map)
+    }
+
+    /// Renders the request. A URL that would leave the service's origin is refused: an
+    /// argument must never send the user's credential to another host.
+    fn build_call(&self, pack: &Pack, r: &Request, ctx: &Value) -> Result<Call, Reply> {
+        let render = |name: &str| {
+            self.templates.render(name, ctx).map_err(|e| {
+                tracing::error!(pack = %pack.file.display(), template = name, error = %e, "request template failed");
+                Reply::new(format!(
+                    "The {} pack could not build that request; the operator can find why in the log.",
+                    pack.service.name
+                ))
+            })
+        };
+        let base = &pack.service.base_url;
+        let mut url = base.as_str().trim_end_matches('/').to_string();
+        url.push_str(&render(&r.path)?);
+        if let Some(q) = &r.query {
+            let q = render(q)?;
+            if !q.is_empty() {
+                url.push(if url.contains('?') { '&' } else { '?' });
+                url.push_str(&q);
+            }
+        }
+        let refused = || {
+            Reply::new(format!(
+                "That argument would send the request outside {}; I won't send your credential there.",
+                pack.service.name
+            ))
+        };
+        let url = reqwest::Url::parse(&url).map_err(|_| refused())?;
+        if url.origin() != base.origin() || !url.username().is_empty() || url.password().is_some() {
+            return Err(refused());
+        }
+        let mut headers = Vec::new();
+        for (h, t) in &r.headers {
+            headers.push((h.clone(), render(t)?));
+        }
+        let body = match &r.body {
+            Some(b) => Some((render(b)?, r.content_type.clone())),
+            None => None,
+        };
+        Ok(Call {
+            method: r.method.clone(),
+            url,
+            headers,
+            body,
+            response: r.response,
+        })
+    }
+
+    /// What a user should read when an upstream call fails.
+    pub fn explain(&self, pack: &Pack, e: CallError) -> String {
+        let name = &pack.service.name;
+        let prefix = &pack.service.prefixes[0];
+        match e {
+            CallError::Rejected(status) => match &pack.service.auth {
+                AuthKind::None => format!("{name} refused the request (HTTP {status})."),
+                kind => format!(
+                    "Your {name} credential was rejected (HTTP {status}). Run `{prefix} setkey <{}>` in a direct message to me to link a fresh one.",
+                    kind.hint()
+                ),
+            },
+            CallError::NotFound => format!("{name} says that does not exist (HTTP 404). Check the name and try again."),
+            CallError::RateLimited(Some(s)) => format!("{name} is rate-limiting requests; try again in {s} s."),
+            CallError::RateLimited(None) => format!("{name} is rate-limiting requests; try again in a minute."),
+            CallError::Server(status) => format!("{name} had a server error (HTTP {status}); try again later."),
+            CallError::Refused(status, Some(m)) => format!("{name} refused the request (HTTP {status}): {m}"),
+            CallError::Refused(status, None) => format!("{name} refused the request (HTTP {status})."),
+            CallError::Timeout(s) => format!("{name} did not answer within {s} s; try again later."),
+            CallError::Connect => format!("I couldn't reach {name} (connection failed); try again later."),
+            CallError::Unreadable => format!("{name} answered with something I couldn't read (expected JSON)."),
+            CallError::Other(m) => format!("The call to {name} failed: {m}."),
+        }
+    }
+}
+
+pub fn reply(text: impl Into<String>) -> Handled {
+    Ok(vec![Reply::new(text)])
+}
+
+/// The candidate closest to `word`, if it is close enough to be a typo.
+fn closest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .map(|c| (strsim::damerau_levenshtein(word, c), c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 3) && *d < word.len().max(1) + 1)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+/// A word echoed back in a reply, cut short: it could be anything the user typed.
+fn short(word: &str) -> String {
+    word.chars().take(32).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn closest_finds_typos_only() {
+        let c = ["jenkins", "gitlab", "help"];
+        assert_eq!(closest("jenkns", c.iter().copied()), Some("jenkins"));
+        assert_eq!(closest("hlep", c.iter().copied()), Some("help"));
+        assert_eq!(closest("weather", c.iter().copied()), None);
+    }
+}

@@ -1,0 +1,156 @@
+//! The pure half of dispatching: is a message addressed to the bot, and what are its words.
+//! No I/O, so every rule is unit-tested here.
+
+/// How the bot is addressed: its name (`@deputy`, `deputy:`) and configured aliases (`!`).
+#[derive(Debug, Clone)]
+pub struct Addressing {
+    pub name: String,
+    pub aliases: Vec<String>,
+    /// Platform mention forms (`<@123>`), added by adapters that know the bot's id.
+    pub mentions: Vec<String>,
+}
+
+impl Addressing {
+    pub fn new(name: &str, aliases: &[String]) -> Addressing {
+        Addressing {
+            name: name.to_string(),
+            aliases: aliases.to_vec(),
+            mentions: Vec::new(),
+        }
+    }
+
+    /// The command text of a message addressed to the bot, or `None` when it is not for us.
+    /// In a direct message the address is optional.
+    pub fn strip<'a>(&self, text: &'a str, direct: bool) -> Option<&'a str> {
+        let text = text.trim();
+        if let Some(rest) = self.strip_name(text) {
+            return Some(rest.trim());
+        }
+        for m in &self.mentions {
+            if let Some(rest) = text.strip_prefix(m.as_str()) {
+                return Some(rest.trim_start_matches([':', ',']).trim());
+            }
+        }
+        for a in &self.aliases {
+            if let Some(rest) = text.strip_prefix(a.as_str()) {
+                return Some(rest.trim());
+            }
+        }
+        direct.then_some(text)
+    }
+
+    /// `@deputy …`, `deputy: …`, `deputy, …`, `deputy …` (any case), or the name alone.
+    fn strip_name<'a>(&self, text: &'a str) -> Option<&'a str> {
+        let body = text.strip_prefix('@').unwrap_or(text);
+        let n = self.name.len();
+        if body.len() < n
+            || !body.is_char_boundary(n)
+            || !body[..n].eq_ignore_ascii_case(&self.name)
+        {
+            return None;
+        }
+        let rest = &body[n..];
+        match rest.chars().next() {
+            None => Some(""),
+            Some(':' | ',') => Some(&rest[1..]),
+            Some(c) if c.is_whitespace() => Some(rest),
+            // "deputyfoo" is another word, not our name.
+            Some(_) => None,
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum ParseError {
+    UnclosedQuote,
+}
+
+/// Splits command text into words, honouring single and double quotes and backslashes.
+pub fn words(text: &str) -> Result<Vec<String>, ParseError> {
+    shell_words::split(text).map_err(|_| ParseError::UnclosedQuote)
+}
+
+/// Rewrites the spellings people type for a built-in into its one name: `set up auth`,
+/// `set-up-auth`, `setup auth` all mean `setupauth` (Hubot users typed them all).
+pub fn normalize_builtin(words: &[String]) -> Option<(String, usize)> {
+    let lower: Vec<String> = words.iter().take(3).map(|w| w.to_lowercase()).collect();
+    let joined3 = lower.join("");
+    if lower.len() >= 3 && joined3 == "setupauth" {
+        return Some(("setupauth".into(), 3));
+    }
+    if lower.len() >= 2 && lower[..2].concat() == "setupauth" {
+        return Some(("setupauth".into(), 2));
+    }
+    let first = lower.first()?;
+    let name = first.replace(['-', '_'], "");
+    match name.as_str() {
+        "setupauth" | "setkey" | "logout" | "whoami" | "help" | "auth" => Some((name, 1)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr() -> Addressing {
+        let mut a = Addressing::new("deputy", &["!".to_string()]);
+        a.mentions.push("<@42>".into());
+        a
+    }
+
+    #[test]
+    fn addressed_forms() {
+        let a = addr();
+        for text in [
+            "@deputy jenkins last x",
+            "deputy: jenkins last x",
+            "Deputy, jenkins last x",
+            "DEPUTY jenkins last x",
+            "!jenkins last x",
+            "! jenkins last x",
+            "<@42> jenkins last x",
+            "  @deputy   jenkins last x  ",
+        ] {
+            assert_eq!(a.strip(text, false), Some("jenkins last x"), "{text}");
+        }
+    }
+
+    #[test]
+    fn not_addressed_in_public() {
+        let a = addr();
+        assert_eq!(a.strip("jenkins last x", false), None);
+        assert_eq!(a.strip("deputyfoo jenkins", false), None);
+        assert_eq!(a.strip("hello @deputy", false), None);
+        assert_eq!(a.strip("jenkins last x", true), Some("jenkins last x"));
+        assert_eq!(a.strip("@deputy", false), Some(""));
+    }
+
+    #[test]
+    fn quoted_words() {
+        assert_eq!(
+            words(r#"gh issue o/r "a title with 'quotes'" x\ y"#).unwrap(),
+            vec!["gh", "issue", "o/r", "a title with 'quotes'", "x y"]
+        );
+        assert_eq!(words("t tweet \"unclosed"), Err(ParseError::UnclosedQuote));
+        assert_eq!(words("   ").unwrap(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn builtin_spellings() {
+        let w = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
+        assert_eq!(
+            normalize_builtin(&w("set up auth")),
+            Some(("setupauth".into(), 3))
+        );
+        assert_eq!(
+            normalize_builtin(&w("setup auth")),
+            Some(("setupauth".into(), 2))
+        );
+        assert_eq!(
+            normalize_builtin(&w("set-key a:b")),
+            Some(("setkey".into(), 1))
+        );
+        assert_eq!(normalize_builtin(&w("build x")), None);
+    }
+}

@@ -1,0 +1,143 @@
+//! Pack templates (minijinja): request parts rendered from the arguments, replies rendered
+//! from the upstream's JSON. Autoescaping is off: the output is chat text and URL parts the
+//! author encodes explicitly (`urlencode`).
+
+use std::collections::HashSet;
+
+use minijinja::{Environment, Value};
+
+/// Longest reply a template may produce before it is trimmed.
+pub const MAX_REPLY_CHARS: usize = 3500;
+
+pub struct Templates {
+    env: Environment<'static>,
+}
+
+impl std::fmt::Debug for Templates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Templates")
+    }
+}
+
+impl Default for Templates {
+    fn default() -> Self {
+        Templates::new()
+    }
+}
+
+impl Templates {
+    pub fn new() -> Templates {
+        let mut env = Environment::new();
+        env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+        env.set_keep_trailing_newline(false);
+        env.add_filter("truncate", truncate);
+        Templates { env }
+    }
+
+    /// Compiles a template. With `allowed`, every variable it reads must be one of those names
+    /// (catches `{{ jobb }}` at load time). Errors carry the line within the template.
+    pub fn add(
+        &mut self,
+        name: &str,
+        source: &str,
+        allowed: Option<&HashSet<&str>>,
+    ) -> Result<(), (usize, String)> {
+        self.env
+            .add_template_owned(name.to_string(), source.to_string())
+            .map_err(|e| {
+                (
+                    e.line().unwrap_or(1),
+                    e.detail().unwrap_or("syntax error").to_string(),
+                )
+            })?;
+        if let Some(allowed) = allowed {
+            let t = self.env.get_template(name).expect("just added");
+            let mut unknown: Vec<String> = t
+                .undeclared_variables(false)
+                .into_iter()
+                .filter(|v| !allowed.contains(v.as_str()))
+                .collect();
+            if !unknown.is_empty() {
+                unknown.sort();
+                let mut known: Vec<&str> = allowed.iter().copied().collect();
+                known.sort();
+                return Err((
+                    1,
+                    format!(
+                        "unknown variable(s) {} (available: {})",
+                        unknown.join(", "),
+                        known.join(", ")
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn render(&self, name: &str, ctx: &Value) -> Result<String, minijinja::Error> {
+        self.env.get_template(name)?.render(ctx)
+    }
+}
+
+/// `{{ text | truncate(80) }}`: at most n characters, with an ellipsis when cut.
+fn truncate(value: String, n: Option<usize>) -> String {
+    let n = n.unwrap_or(200);
+    if value.chars().count() <= n {
+        value
+    } else {
+        let mut s: String = value.chars().take(n.saturating_sub(1)).collect();
+        s.push('…');
+        s
+    }
+}
+
+/// Trims a reply to [`MAX_REPLY_CHARS`] at a line boundary where possible.
+pub fn trim_reply(text: &str) -> String {
+    let text = text.trim();
+    if text.chars().count() <= MAX_REPLY_CHARS {
+        return text.to_string();
+    }
+    let cut: String = text.chars().take(MAX_REPLY_CHARS).collect();
+    let cut = match cut.rfind('\n') {
+        Some(i) if i > MAX_REPLY_CHARS / 2 => cut[..i].to_string(),
+        _ => cut,
+    };
+    format!("{cut}\n… (trimmed)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_with_filters() {
+        let mut t = Templates::new();
+        t.add(
+            "a",
+            "{{ job | urlencode }} {{ params | join('&') }} {{ s | truncate(4) }} <{{ x }}>",
+            None,
+        )
+        .unwrap();
+        let ctx = minijinja::context! { job => "a b/c", params => vec!["x=1", "y=2"], s => "abcdef", x => "<b>" };
+        assert_eq!(t.render("a", &ctx).unwrap(), "a%20b%2Fc x=1&y=2 abc… <<b>>");
+    }
+
+    #[test]
+    fn unknown_variables_refused() {
+        let mut t = Templates::new();
+        let allowed: HashSet<&str> = ["job", "user"].into();
+        assert!(t
+            .add("ok", "{{ job }} {{ user.name }}", Some(&allowed))
+            .is_ok());
+        let (_, m) = t.add("bad", "{{ jobb }}", Some(&allowed)).unwrap_err();
+        assert!(m.contains("jobb"), "{m}");
+    }
+
+    #[test]
+    fn long_replies_trimmed() {
+        let long = "line\n".repeat(2000);
+        let r = trim_reply(&long);
+        assert!(r.chars().count() <= MAX_REPLY_CHARS + 20);
+        assert!(r.ends_with("(trimmed)"));
+    }
+}
