@@ -255,7 +255,7 @@ fn no_auth() -> AuthKind {
 #[serde(deny_unknown_fields)]
 struct RequestDef {
     #[serde(default = "get")]
-    method: String,
+    method: Spanned<String>,
     path: Spanned<String>,
     query: Option<Spanned<String>>,
     #[serde(default)]
@@ -276,7 +276,7 @@ struct CommandDef {
     #[serde(default)]
     args: Vec<String>,
     #[serde(default = "get")]
-    method: String,
+    method: Spanned<String>,
     path: Spanned<String>,
     query: Option<Spanned<String>>,
     #[serde(default)]
@@ -288,8 +288,8 @@ struct CommandDef {
     reply: Option<Spanned<String>>,
 }
 
-fn get() -> String {
-    "GET".into()
+fn get() -> Spanned<String> {
+    Spanned::new(0..0, "GET".into())
 }
 
 impl CommandDef {
@@ -545,7 +545,7 @@ fn compile_request(
     templates: &mut Templates,
     at: &dyn Fn(usize, String) -> PackError,
 ) -> Result<Request, PackError> {
-    let method = reqwest::Method::from_bytes(r.method.to_uppercase().as_bytes())
+    let method = reqwest::Method::from_bytes(r.method.get_ref().to_uppercase().as_bytes())
         .ok()
         .filter(|m| {
             [
@@ -559,10 +559,10 @@ fn compile_request(
         })
         .ok_or_else(|| {
             at(
-                r.path.span().start,
+                r.method.span().start,
                 format!(
                     "{id}: method {:?} must be GET, POST, PUT, PATCH or DELETE",
-                    r.method
+                    r.method.get_ref()
                 ),
             )
         })?;
@@ -678,27 +678,27 @@ reply = "Started {{ job }}"
         let cases = [
             (
                 GOOD.replace("help = \"Start a build\"", "help = \"Start\"\nhlep = 1"),
-                14,
+                12,
                 "hlep",
             ),
             (
                 GOOD.replace("{{ job | urlencode }}", "{{ job | urlencode"),
-                15,
+                14,
                 "path template",
             ),
             (
                 GOOD.replace("{{ params | join('&') }}", "{{ parms }}"),
-                16,
+                15,
                 "parms",
             ),
             (
                 GOOD.replace("\"job\", \"params*\"", "\"params*\", \"job\""),
-                10,
+                9,
                 "must come last",
             ),
             (
                 GOOD.replace("method = \"POST\"", "method = \"FETCH\""),
-                14,
+                13,
                 "method",
             ),
             (
@@ -708,13 +708,13 @@ reply = "Started {{ job }}"
             ),
             (
                 GOOD.replace("name = \"build\"", "name = \"setkey\""),
-                10,
+                9,
                 "built-in",
             ),
             (GOOD.replace("/job/", "job/"), 14, "must start with /"),
             (
                 format!("{GOOD}\n[[command]]\nname = \"build\"\nhelp = \"x\"\npath = \"/\"\n"),
-                19,
+                18,
                 "twice",
             ),
         ];

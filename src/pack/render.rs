@@ -31,6 +31,8 @@ impl Templates {
         env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
         env.set_keep_trailing_newline(false);
         env.add_filter("truncate", truncate);
+        env.add_filter("segment", segment);
+        env.add_filter("querystring", querystring);
         Templates { env }
     }
 
@@ -91,6 +93,39 @@ fn truncate(value: String, n: Option<usize>) -> String {
     }
 }
 
+/// Characters left alone in a URL path segment or query part (RFC 3986 unreserved).
+const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// `{{ project | segment }}`: one URL path segment, `/` included in what is encoded
+/// (`group/name` → `group%2Fname`), unlike `urlencode`, which keeps `/` as Jinja does.
+fn segment(value: String) -> String {
+    percent_encoding::utf8_percent_encode(&value, UNRESERVED).to_string()
+}
+
+/// `{{ params | querystring }}`: a list of `key=value` words, or a map, as an encoded query
+/// string (`a b=c&d` → `a%20b=c%26d`).
+fn querystring(value: Value) -> Result<String, minijinja::Error> {
+    let enc = |s: &str| percent_encoding::utf8_percent_encode(s, UNRESERVED).to_string();
+    let mut parts = Vec::new();
+    if value.kind() == minijinja::value::ValueKind::Map {
+        for key in value.try_iter()? {
+            let v = value.get_item(&key)?;
+            parts.push(format!("{}={}", enc(&key.to_string()), enc(&v.to_string())));
+        }
+    } else {
+        for item in value.try_iter()? {
+            let item = item.to_string();
+            let (k, v) = item.split_once('=').unwrap_or((&item, ""));
+            parts.push(format!("{}={}", enc(k), enc(v)));
+        }
+    }
+    Ok(parts.join("&"))
+}
+
 /// Trims a reply to [`MAX_REPLY_CHARS`] at a line boundary where possible.
 pub fn trim_reply(text: &str) -> String {
     let text = text.trim();
@@ -114,12 +149,12 @@ mod tests {
         let mut t = Templates::new();
         t.add(
             "a",
-            "{{ job | urlencode }} {{ params | join('&') }} {{ s | truncate(4) }} <{{ x }}>",
+            "{{ job | urlencode }} {{ job | segment }} {{ params | querystring }} {{ s | truncate(4) }} <{{ x }}>",
             None,
         )
         .unwrap();
-        let ctx = minijinja::context! { job => "a b/c", params => vec!["x=1", "y=2"], s => "abcdef", x => "<b>" };
-        assert_eq!(t.render("a", &ctx).unwrap(), "a%20b%2Fc x=1&y=2 abc… <<b>>");
+        let ctx = minijinja::context! { job => "a b/c", params => vec!["x=1", "y=a b&c=d"], s => "abcdef", x => "<b>" };
+        assert_eq!(t.render("a", &ctx).unwrap(), "a%20b/c a%20b%2Fc x=1&y=a%20b%26c%3Dd abc… <<b>>");
     }
 
     #[test]
