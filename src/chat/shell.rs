@@ -92,15 +92,12 @@ pub async fn run(runner: Arc<Runner>, options: ShellOptions) -> anyhow::Result<(
             }
         ));
         // rustyline blocks: it gets a thread of its own.
-        std::thread::spawn(move || loop {
-            match editor.readline("you> ") {
-                Ok(line) => {
-                    let _ = editor.add_history_entry(line.as_str());
-                    if lines_tx.send(line).is_err() {
-                        break;
-                    }
+        std::thread::spawn(move || {
+            while let Ok(line) = editor.readline("you> ") {
+                let _ = editor.add_history_entry(line.as_str());
+                if lines_tx.send(line).is_err() {
+                    break;
                 }
-                Err(_) => break,
             }
         });
     } else {

@@ -154,7 +154,10 @@ mod tests {
         )
         .unwrap();
         let ctx = minijinja::context! { job => "a b/c", params => vec!["x=1", "y=a b&c=d"], s => "abcdef", x => "<b>" };
-        assert_eq!(t.render("a", &ctx).unwrap(), "a%20b/c a%20b%2Fc x=1&y=a%20b%26c%3Dd abc… <<b>>");
+        assert_eq!(
+            t.render("a", &ctx).unwrap(),
+            "a%20b/c a%20b%2Fc x=1&y=a%20b%26c%3Dd abc… <<b>>"
+        );
     }
 
     #[test]

@@ -1,0 +1,438 @@
+//! Black-box tests of the core slice: the real `deputy` binary driven through its shell
+//! adapter, against a Jenkins-like server on 127.0.0.1 that checks Basic auth.
+
+mod support;
+
+use std::time::Duration;
+
+use support::*;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+fn setkey(key: &str) -> String {
+    format!("jenkins setkey {key}")
+}
+
+#[tokio::test]
+async fn setkey_in_dm_then_build_runs_as_that_user() {
+    let jenkins = FakeJenkins::start().await;
+    let deputy = Deputy::new(&jenkins.url, "");
+    let run = deputy
+        .shell(
+            &["--user", "alice"],
+            &[
+                &setkey(ALICE_KEY),
+                "@deputy jenkins build deploy env=prod tag=a&b",
+            ],
+        )
+        .await
+        .ok();
+    let out = run.stdout();
+    assert!(out.contains("Stored your jenkins key (encrypted)"), "{out}");
+    assert!(out.contains("Started deploy as alice"), "{out}");
+    assert!(out.contains("queue/item/17"), "{out}");
+    assert_eq!(
+        jenkins.seen(),
+        vec![Seen {
+            user: Some("alice".into()),
+            method: "POST".into(),
+            path: "/job/deploy/buildWithParameters".into(),
+            // Each parameter encoded on its own: `&` inside a value cannot add a parameter.
+            query: "env=prod&tag=a%26b".into(),
+        }]
+    );
+    // The key survives a restart: it was flushed before the reply.
+    let again = deputy
+        .shell(&["--user", "alice"], &["j last deploy"])
+        .await
+        .ok();
+    assert!(
+        again.stdout().contains("deploy #42: SUCCESS"),
+        "{}",
+        again.stdout()
+    );
+    assert_eq!(jenkins.seen()[1].user.as_deref(), Some("alice"));
+}
+
+#[tokio::test]
+async fn two_users_interleaved_each_call_carries_its_own_key() {
+    let jenkins = FakeJenkins::start().await;
+    let deputy = Deputy::new(&jenkins.url, "");
+    let lines = [
+        "/user alice",
+        &setkey(ALICE_KEY),
+        "/user bob",
+        &setkey(BOB_KEY),
+        "/user alice",
+        "jenkins build alice-job-1",
+        "/user bob",
+        "jenkins build bob-job-1",
+        "/user alice",
+        "jenkins build alice-job-2",
+        "/user bob",
+        "jenkins build bob-job-2",
+        "/user carol",
+        "jenkins build carol-job",
+    ];
+    let run = deputy.shell(&[], &lines).await.ok();
+    let out = run.stdout();
+    assert!(
+        out.contains("You haven't linked your jenkins account yet"),
+        "{out}"
+    );
+    let seen = jenkins.seen();
+    assert_eq!(seen.len(), 4, "carol has no key, so no call: {seen:?}");
+    for s in &seen {
+        let job = s.path.split('/').nth(2).unwrap();
+        let owner = job.split('-').next().unwrap();
+        assert_eq!(s.user.as_deref(), Some(owner), "{s:?}");
+    }
+}
+
+#[tokio::test]
+async fn setkey_in_public_is_refused_and_nothing_is_stored() {
+    let jenkins = FakeJenkins::start().await;
+    let deputy = Deputy::new(&jenkins.url, "");
+    let run = deputy
+        .shell(
+            &["--user", "alice", "--public"],
+            &[
+                &format!("@deputy {}", setkey(ALICE_KEY)),
+                // A misspelt service still holds a key: refused all the same.
+                &format!("@deputy jenkns setkey {ALICE_KEY}"),
+                "/dm",
+                "jenkins build deploy",
+            ],
+        )
+        .await
+        .ok();
+    let out = run.stdout();
+    assert_eq!(out.matches("I did not store").count(), 2, "{out}");
+    assert!(out.contains("treat it as exposed: rotate it"), "{out}");
+    assert!(out.contains("delete it yourself"), "{out}");
+    assert!(
+        out.contains("You haven't linked your jenkins account yet"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("11a2b3c4d5e6alicetoken"),
+        "the key must not be echoed: {out}"
+    );
+    assert!(jenkins.seen().is_empty());
+    for (path, bytes) in snapshot(&deputy.brain_dir()) {
+        assert!(!contains(&bytes, b"alicetoken"), "{path:?}");
+    }
+    let db_records = snapshot(&deputy.brain_dir().join("db"));
+    assert!(
+        db_records.iter().all(|(_, b)| !contains(b, b"cred/")),
+        "no credential record"
+    );
+}
+
+#[tokio::test]
+async fn wrong_secret_refuses_to_start_and_changes_no_file() {
+    let jenkins = FakeJenkins::start().await;
+    let mut deputy = Deputy::new(&jenkins.url, "");
+    deputy
+        .shell(&["--user", "alice"], &[&setkey(ALICE_KEY)])
+        .await
+        .ok();
+    let before = snapshot(&deputy.brain_dir());
+    deputy.secret = Some(SECRET_B.into());
+    for args in [&["shell"][..], &["run"], &["check"]] {
+        let run = deputy.run_with_input(args, &["jenkins build deploy"]).await;
+        assert_eq!(run.code(), Some(4), "{args:?}: {}", run.stderr());
+        assert!(
+            run.stderr().contains("DEPUTY_SECRET does not match"),
+            "{}",
+            run.stderr()
+        );
+        assert!(
+            !run.stderr().contains(SECRET_B),
+            "the secret must not be echoed"
+        );
+    }
+    assert_eq!(
+        before,
+        snapshot(&deputy.brain_dir()),
+        "a wrong secret must write nothing"
+    );
+    assert!(jenkins.seen().is_empty());
+
+    // No secret at all: `run` refuses; a malformed one is named as such.
+    deputy.secret = None;
+    let run = deputy.run_with_input(&["run"], &[]).await;
+    assert_eq!(run.code(), Some(4));
+    assert!(
+        run.stderr().contains("DEPUTY_SECRET is not set"),
+        "{}",
+        run.stderr()
+    );
+    deputy.secret = Some("too-short".into());
+    let run = deputy.run_with_input(&["run"], &[]).await;
+    assert_eq!(run.code(), Some(4));
+    assert!(
+        run.stderr().contains("at least 32 random bytes"),
+        "{}",
+        run.stderr()
+    );
+    assert!(!run.stderr().contains("too-short"));
+
+    // The right secret still opens everything.
+    deputy.secret = Some(SECRET_A.into());
+    let run = deputy
+        .shell(&["--user", "alice"], &["jenkins whoami"])
+        .await
+        .ok();
+    assert!(
+        run.stdout()
+            .contains("You are alice (full name) on Jenkins."),
+        "{}",
+        run.stdout()
+    );
+}
+
+#[tokio::test]
+async fn brain_files_and_logs_never_hold_the_key_in_plain_text() {
+    let jenkins = FakeJenkins::start().await;
+    let deputy = Deputy::new(&jenkins.url, "");
+    let mut cmd = deputy.command(&["shell", "--user", "alice"]);
+    // Everything any crate logs, at the most verbose level.
+    cmd.env("RUST_LOG", "trace");
+    let mut child = tokio::process::Command::from(cmd)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(format!("{}\njenkins whoami\njenkins last boom\n", setkey(ALICE_KEY)).as_bytes())
+        .await
+        .unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().await.unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("You are alice"), "{stdout}");
+    let basic = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, ALICE_KEY);
+    let token = ALICE_KEY.split_once(':').unwrap().1;
+    for (what, bytes) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+        assert!(!contains(bytes, token.as_bytes()), "{what} holds the token");
+        assert!(
+            !contains(bytes, basic.as_bytes()),
+            "{what} holds the Basic header"
+        );
+    }
+    assert!(
+        contains(&out.stderr, b"deputy::audit"),
+        "an audit line per call"
+    );
+    let files = snapshot(&deputy.brain_dir());
+    assert!(files.len() >= 3, "{files:?}");
+    for (path, bytes) in files {
+        assert!(
+            !contains(&bytes, token.as_bytes()),
+            "{path:?} holds the token"
+        );
+        assert!(
+            !contains(&bytes, basic.as_bytes()),
+            "{path:?} holds the Basic header"
+        );
+        assert!(
+            !contains(&bytes, SECRET_A.as_bytes()),
+            "{path:?} holds DEPUTY_SECRET"
+        );
+    }
+}
+
+#[tokio::test]
+async fn upstream_failures_get_clear_replies_and_the_next_command_works() {
+    let jenkins = FakeJenkins::start().await;
+    let deputy = Deputy::new(&jenkins.url, "timeout_secs = 1");
+    let run = deputy
+        .shell(
+            &["--user", "alice"],
+            &[
+                &setkey(ALICE_KEY),
+                "jenkins last boom",
+                "jenkins last ok1",
+                "jenkins last garbage",
+                "jenkins last ok2",
+                "jenkins last hang",
+                "jenkins last ok3",
+                "jenkins last busy",
+                "jenkins last missing",
+                "jenkins jobs",
+                // A key Jenkins does not know: 401.
+                "jenkins setkey alice:revoked-token",
+                "jenkins last ok4",
+            ],
+        )
+        .await
+        .ok();
+    let out = run.stdout();
+    let lines: Vec<&str> = out.lines().collect();
+    let expect = [
+        "Stored your jenkins key",
+        "jenkins had a server error (HTTP 500); try again later.",
+        "ok1 #42: SUCCESS",
+        "jenkins answered with something I couldn't read (expected JSON).",
+        "ok2 #42: SUCCESS",
+        "jenkins did not answer within 1 s; try again later.",
+        "ok3 #42: SUCCESS",
+        "jenkins is rate-limiting requests; try again in 7 s.",
+        "jenkins says that does not exist (HTTP 404)",
+        "• deploy (blue)",
+        "• nightly (red)",
+        "Stored your jenkins key",
+        "Your jenkins credential was rejected (HTTP 401). Run `jenkins setkey <your Jenkins user name and an API token: user:token>` in a direct message to me",
+    ];
+    assert_eq!(lines.len(), expect.len(), "{out}");
+    for (line, want) in lines.iter().zip(expect) {
+        assert!(line.starts_with(want), "got {line:?}, want {want:?}\n{out}");
+    }
+    assert!(!out.contains("revoked-token"));
+}
+
+async fn next(out: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>) -> String {
+    tokio::time::timeout(Duration::from_secs(20), out.next_line())
+        .await
+        .expect("a reply within 20 s")
+        .unwrap()
+        .expect("deputy is still running")
+}
+
+async fn send(stdin: &mut tokio::process::ChildStdin, lines: String) {
+    stdin
+        .write_all(format!("{lines}\n").as_bytes())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_slow_upstream_delays_no_one_else_and_one_user_stays_in_order() {
+    let jenkins = FakeJenkins::start().await;
+    let deputy = Deputy::new(&jenkins.url, "");
+    let mut child = deputy.spawn(&["shell"]);
+    let mut stdin = child.stdin.take().unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+    send(&mut stdin, format!("/user alice\n{}", setkey(ALICE_KEY))).await;
+    assert!(next(&mut out).await.contains("Stored"));
+    send(&mut stdin, format!("/user bob\n{}", setkey(BOB_KEY))).await;
+    assert!(next(&mut out).await.contains("Stored"));
+    // alice's call hangs until released; her second message must wait behind it, while
+    // bob's call is answered at once.
+    send(
+        &mut stdin,
+        "/user alice\njenkins last slow\njenkins last after".into(),
+    )
+    .await;
+    send(&mut stdin, "/user bob\njenkins last quick".into()).await;
+    assert_eq!(
+        next(&mut out).await,
+        "quick #42: SUCCESS (http://jenkins.test/job/quick/42/)"
+    );
+    jenkins.state.release_slow.notify_one();
+    assert!(next(&mut out).await.starts_with("slow #42"));
+    assert!(next(&mut out).await.starts_with("after #42"));
+    drop(stdin);
+    assert!(child.wait().await.unwrap().success());
+}
+
+#[tokio::test]
+async fn help_and_typos_get_useful_replies() {
+    let jenkins = FakeJenkins::start().await;
+    let deputy = Deputy::new(&jenkins.url, "");
+    let run = deputy
+        .shell(
+            &["--user", "alice", "--public"],
+            &[
+                "@deputy help",
+                "deputy: jenkns last x",
+                "@deputy jenkins bild x",
+                "@deputy jenkins help",
+                "@deputy jenkins build",
+                "@deputy jenkins build \"unclosed",
+                "not for the bot",
+            ],
+        )
+        .await
+        .ok();
+    let out = run.stdout();
+    assert!(out.contains("• jenkins (`jenkins`, `j`)"), "{out}");
+    assert!(out.contains("• gitlab (`gitlab`, `gl`)"), "{out}");
+    assert!(
+        out.contains("I don't know `jenkns`. Did you mean `jenkins`?"),
+        "{out}"
+    );
+    assert!(out.contains("Did you mean `jenkins build`?"), "{out}");
+    assert!(
+        out.contains("`jenkins build <job> [params...]` — Start a build"),
+        "{out}"
+    );
+    assert!(out.contains("`jenkins setkey <your Jenkins user name and an API token: user:token>` — link it (in a direct message only"), "{out}");
+    assert!(
+        out.contains("missing <job>. Usage: `jenkins build <job> [params...]`"),
+        "{out}"
+    );
+    assert!(out.contains("a quote is not closed"), "{out}");
+    assert!(!out.contains("not for the bot"), "{out}");
+    assert!(jenkins.seen().is_empty());
+}
+
+#[tokio::test]
+async fn broken_pack_names_file_and_line_and_blocks_start() {
+    let jenkins = FakeJenkins::start().await;
+    let deputy = Deputy::new(&jenkins.url, "");
+    let packs = deputy.dir.path().join("packs");
+    std::fs::create_dir(&packs).unwrap();
+    std::fs::write(
+        packs.join("broken.toml"),
+        "[service]\nname = \"broken\"\nprefixes = [\"b\"]\nbase_url = \"http://127.0.0.1:1\"\n\n[[command]]\nname = \"x\"\nhelp = \"x\"\npath = \"/{{ nope }}\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        deputy.config(),
+        "[bot]\npacks = \"packs\"\n[brain]\npath = \"data\"\n",
+    )
+    .unwrap();
+    for args in [&["check"][..], &["shell"]] {
+        let run = deputy.run_with_input(args, &[]).await;
+        assert_eq!(run.code(), Some(3), "{args:?}");
+        let err = run.stderr();
+        assert!(
+            err.contains("broken.toml:9: broken/x: path template: unknown variable(s) nope"),
+            "{err}"
+        );
+    }
+    assert!(
+        !deputy.brain_dir().exists(),
+        "nothing is created before the packs load"
+    );
+
+    // A config typo is named with its line too.
+    std::fs::write(
+        deputy.config(),
+        "[bot]\npacks = \"packs\"\n[brian]\npath = \"data\"\n",
+    )
+    .unwrap();
+    let run = deputy.run_with_input(&["check"], &[]).await;
+    assert_eq!(run.code(), Some(3));
+    assert!(run.stderr().contains("deputy.toml:3:"), "{}", run.stderr());
+}
+
+#[tokio::test]
+async fn check_reports_what_is_loaded() {
+    let jenkins = FakeJenkins::start().await;
+    let deputy = Deputy::new(&jenkins.url, "[services.gitlab]\nenabled = false");
+    let run = deputy.run_with_input(&["check"], &[]).await.ok();
+    let out = run.stdout();
+    assert!(out.contains("service jenkins (jenkins, j) from"), "{out}");
+    assert!(
+        out.contains(&jenkins.url),
+        "the operator's base_url override applies: {out}"
+    );
+    assert!(!out.contains("service gitlab"), "disabled: {out}");
+    assert!(out.contains("secret: ok"), "{out}");
+    assert!(!deputy.brain_dir().exists(), "check writes nothing");
+}

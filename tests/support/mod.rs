@@ -1,0 +1,314 @@
+//! Test support: a Jenkins-like server on 127.0.0.1 that checks HTTP Basic auth the way
+//! Jenkins does and records who called, and a harness that runs the real `deputy` binary
+//! through its shell adapter.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use base64::Engine;
+use tokio::sync::Notify;
+
+pub const ALICE_KEY: &str = "alice:11a2b3c4d5e6alicetoken";
+pub const BOB_KEY: &str = "bob:99f8e7d6c5b4bobtoken";
+pub const SECRET_A: &str = "aGVsbG8gdGhpcyBpcyBhIHRlc3Qgc2VjcmV0IGtleSAxMjM0NTY3OA==";
+pub const SECRET_B: &str = "c29tZSBvdGhlciBzZWNyZXQgdGhhdCBpcyBhbHNvIGxvbmcgZW5vdWdo";
+
+/// One call the fake accepted or refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    /// The authenticated Jenkins user, or `None` when the call carried no valid credential.
+    pub user: Option<String>,
+    pub method: String,
+    pub path: String,
+    pub query: String,
+}
+
+#[derive(Default)]
+pub struct JenkinsState {
+    pub seen: Mutex<Vec<Seen>>,
+    /// `jobs/slow` waits for this before answering.
+    pub release_slow: Notify,
+}
+
+pub struct FakeJenkins {
+    pub url: String,
+    pub state: Arc<JenkinsState>,
+}
+
+impl FakeJenkins {
+    pub async fn start() -> FakeJenkins {
+        let state = Arc::new(JenkinsState::default());
+        let app = Router::new()
+            .route("/me/api/json", get(me))
+            .route("/api/json", get(jobs))
+            .route("/job/{job}/buildWithParameters", post(build))
+            .route("/job/{job}/lastBuild/api/json", get(last))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        FakeJenkins { url, state }
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.state.seen.lock().unwrap().clone()
+    }
+}
+
+/// The user a Basic header authenticates, checked against the tokens Jenkins issued.
+fn authenticate(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get("authorization")?.to_str().ok()?;
+    let encoded = value.strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()?;
+    let pair = String::from_utf8(decoded).ok()?;
+    let valid: HashMap<&str, &str> = [ALICE_KEY, BOB_KEY]
+        .iter()
+        .map(|k| k.split_once(':').unwrap())
+        .collect();
+    let (user, token) = pair.split_once(':')?;
+    (valid.get(user) == Some(&token)).then(|| user.to_string())
+}
+
+fn record(
+    state: &JenkinsState,
+    headers: &HeaderMap,
+    method: &str,
+    path: String,
+    query: String,
+) -> Result<String, Box<Response>> {
+    let user = authenticate(headers);
+    state.seen.lock().unwrap().push(Seen {
+        user: user.clone(),
+        method: method.into(),
+        path,
+        query,
+    });
+    user.ok_or_else(|| {
+        Box::new(
+            (
+                StatusCode::UNAUTHORIZED,
+                [("www-authenticate", "Basic realm=\"Jenkins\"")],
+                "Invalid password/token",
+            )
+                .into_response(),
+        )
+    })
+}
+
+async fn me(State(s): State<Arc<JenkinsState>>, headers: HeaderMap) -> Response {
+    match record(&s, &headers, "GET", "/me/api/json".into(), String::new()) {
+        Ok(user) => {
+            axum::Json(serde_json::json!({ "id": user, "fullName": format!("{user} (full name)") }))
+                .into_response()
+        }
+        Err(r) => *r,
+    }
+}
+
+async fn jobs(
+    State(s): State<Arc<JenkinsState>>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let query = q.get("tree").cloned().unwrap_or_default();
+    match record(&s, &headers, "GET", "/api/json".into(), query) {
+        Ok(_) => axum::Json(serde_json::json!({ "jobs": [
+            { "name": "deploy", "color": "blue" },
+            { "name": "nightly", "color": "red" }
+        ]}))
+        .into_response(),
+        Err(r) => *r,
+    }
+}
+
+async fn build(
+    State(s): State<Arc<JenkinsState>>,
+    UrlPath(job): UrlPath<String>,
+    headers: HeaderMap,
+    raw: axum::extract::RawQuery,
+) -> Response {
+    let path = format!("/job/{job}/buildWithParameters");
+    match record(&s, &headers, "POST", path, raw.0.unwrap_or_default()) {
+        Ok(_) => (
+            StatusCode::CREATED,
+            [("location", "http://jenkins.test/queue/item/17/")],
+        )
+            .into_response(),
+        Err(r) => *r,
+    }
+}
+
+async fn last(
+    State(s): State<Arc<JenkinsState>>,
+    UrlPath(job): UrlPath<String>,
+    headers: HeaderMap,
+) -> Response {
+    let path = format!("/job/{job}/lastBuild/api/json");
+    if let Err(r) = record(&s, &headers, "GET", path, String::new()) {
+        return *r;
+    }
+    match job.as_str() {
+        "boom" => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "java.lang.NullPointerException",
+        )
+            .into_response(),
+        "garbage" => (
+            StatusCode::OK,
+            [("content-type", "application/json")],
+            "<html>oops",
+        )
+            .into_response(),
+        "busy" => (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "7")], "").into_response(),
+        "missing" => (StatusCode::NOT_FOUND, "").into_response(),
+        // Never answers: the client's timeout must fire.
+        "hang" => std::future::pending::<Response>().await,
+        "slow" => {
+            s.release_slow.notified().await;
+            last_build("slow")
+        }
+        other => last_build(other),
+    }
+}
+
+fn last_build(job: &str) -> Response {
+    axum::Json(serde_json::json!({
+        "fullDisplayName": format!("{job} #42"),
+        "result": "SUCCESS",
+        "url": format!("http://jenkins.test/job/{job}/42/"),
+    }))
+    .into_response()
+}
+
+/// A deputy installation in a temp dir: config, packs (the repository's own), brain.
+pub struct Deputy {
+    pub dir: tempfile::TempDir,
+    pub secret: Option<String>,
+}
+
+impl Deputy {
+    /// Config pointing the shipped jenkins pack at `jenkins_url`, plus `extra` TOML.
+    pub fn new(jenkins_url: &str, extra: &str) -> Deputy {
+        let dir = tempfile::tempdir().unwrap();
+        let packs = Path::new(env!("CARGO_MANIFEST_DIR")).join("commands");
+        std::fs::write(
+            dir.path().join("deputy.toml"),
+            format!(
+                "[bot]\npacks = {packs:?}\n\n[brain]\npath = \"data\"\n\n[services.jenkins]\nbase_url = \"{jenkins_url}\"\n{extra}\n"
+            ),
+        )
+        .unwrap();
+        Deputy {
+            dir,
+            secret: Some(SECRET_A.into()),
+        }
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.dir.path().join("deputy.toml")
+    }
+
+    pub fn brain_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_deputy"));
+        c.arg("--config").arg(self.config()).args(args);
+        c.env_remove("DEPUTY_SECRET")
+            .env_remove("DEPUTY_SECRET_PREVIOUS");
+        c.env("RUST_LOG", "info");
+        if let Some(s) = &self.secret {
+            c.env("DEPUTY_SECRET", s);
+        }
+        c.current_dir(self.dir.path());
+        c
+    }
+
+    /// Runs `deputy shell ARGS` with `lines` on stdin; returns once it has exited.
+    pub async fn shell(&self, args: &[&str], lines: &[&str]) -> Run {
+        let mut all = vec!["shell"];
+        all.extend_from_slice(args);
+        self.run_with_input(&all, lines).await
+    }
+
+    /// Runs deputy with `lines` on stdin (then end of input) and waits for it to exit. Async,
+    /// so the test's fake servers keep serving meanwhile.
+    pub async fn run_with_input(&self, args: &[&str], lines: &[&str]) -> Run {
+        use tokio::io::AsyncWriteExt;
+        let mut child = self.spawn(args);
+        let mut stdin = child.stdin.take().unwrap();
+        let input: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        stdin.write_all(input.as_bytes()).await.unwrap();
+        drop(stdin);
+        Run(child.wait_with_output().await.unwrap())
+    }
+
+    /// Starts deputy with piped stdin, stdout and stderr, for tests that talk to it live.
+    pub fn spawn(&self, args: &[&str]) -> tokio::process::Child {
+        tokio::process::Command::from(self.command(args))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap()
+    }
+}
+
+pub struct Run(pub Output);
+
+impl Run {
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.0.stdout).into_owned()
+    }
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.0.stderr).into_owned()
+    }
+    pub fn code(&self) -> Option<i32> {
+        self.0.status.code()
+    }
+    /// Panics with both streams unless the run exited 0.
+    pub fn ok(self) -> Run {
+        assert_eq!(
+            self.code(),
+            Some(0),
+            "stdout:\n{}\nstderr:\n{}",
+            self.stdout(),
+            self.stderr()
+        );
+        self
+    }
+}
+
+/// Every file under `dir` with its bytes, for before/after comparisons and plaintext scans.
+pub fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push((p.clone(), std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
