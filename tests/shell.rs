@@ -436,3 +436,40 @@ async fn check_reports_what_is_loaded() {
     assert!(out.contains("secret: ok"), "{out}");
     assert!(!deputy.brain_dir().exists(), "check writes nothing");
 }
+
+#[tokio::test]
+async fn header_key_pack_sends_the_users_token_and_a_json_body() {
+    let jenkins = FakeJenkins::start().await;
+    let (gitlab, seen) = fake_gitlab().await;
+    let deputy = Deputy::new(
+        &jenkins.url,
+        &format!("[services.gitlab]\nbase_url = \"{gitlab}\""),
+    );
+    let run = deputy
+        .shell(
+            &["--user", "alice"],
+            &[
+                "gl whoami",
+                &format!("gl setkey {GITLAB_TOKEN}"),
+                "gl whoami",
+                r#"gl issue team/app Deploy "fails" on café"#,
+                "gl logout",
+                "gl whoami",
+            ],
+        )
+        .await
+        .ok();
+    let out = run.stdout();
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("You haven't linked your gitlab account yet"), "{out}");
+    assert!(lines[1].starts_with("Stored your gitlab key"), "{out}");
+    assert_eq!(lines[2], "You are Alice A (@alice) on GitLab.");
+    assert_eq!(lines[3], "Opened #7 on team/app: http://gitlab.test/team/app/-/issues/7");
+    assert!(lines[4].starts_with("Deleted your gitlab key"), "{out}");
+    assert!(lines[5].starts_with("You haven't linked your gitlab account yet"), "{out}");
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "no call without a key: {seen:?}");
+    assert!(seen.iter().all(|(ok, ..)| *ok));
+    assert_eq!(seen[1].2, "/api/v4/projects/team%2Fapp/issues");
+    assert_eq!(seen[1].3, serde_json::json!({"title": "Deploy fails on café"}));
+}

@@ -312,3 +312,44 @@ pub fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
+
+pub const GITLAB_TOKEN: &str = "glpat-alice0123456789abcdef";
+
+/// What the fake GitLab saw: (token valid?, method, raw path, JSON body).
+pub type GitlabSeen = Arc<Mutex<Vec<(bool, String, String, serde_json::Value)>>>;
+
+/// A GitLab-like server checking the `PRIVATE-TOKEN` header, as GitLab does.
+pub async fn fake_gitlab() -> (String, GitlabSeen) {
+    let seen: GitlabSeen = Arc::default();
+    let s = seen.clone();
+    let app = Router::new().fallback(move |req: axum::extract::Request| {
+        let s = s.clone();
+        async move {
+            let ok = req.headers().get("private-token").and_then(|v| v.to_str().ok())
+                == Some(GITLAB_TOKEN);
+            let method = req.method().to_string();
+            let path = req.uri().path().to_string();
+            let bytes = axum::body::to_bytes(req.into_body(), 1 << 20).await.unwrap();
+            let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+            s.lock()
+                .unwrap()
+                .push((ok, method.clone(), path.clone(), body.clone()));
+            if !ok {
+                return (StatusCode::UNAUTHORIZED, axum::Json(serde_json::json!({"message": "401 Unauthorized"}))).into_response();
+            }
+            match (method.as_str(), path.as_str()) {
+                ("GET", "/api/v4/user") => axum::Json(serde_json::json!({"name": "Alice A", "username": "alice"})).into_response(),
+                ("POST", "/api/v4/projects/team%2Fapp/issues") => (
+                    StatusCode::CREATED,
+                    axum::Json(serde_json::json!({"iid": 7, "web_url": "http://gitlab.test/team/app/-/issues/7", "title": body["title"]})),
+                )
+                    .into_response(),
+                _ => StatusCode::NOT_FOUND.into_response(),
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, seen)
+}
