@@ -18,7 +18,9 @@ fn seal(c: &mut Criterion) {
     let path = b"cred/discord/global/123456789012345678/jenkins";
     let plain = br#"{"kind":"api_key","secret":"alice:11a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6","linked_at":1790000000}"#;
     let sealed = sealer.seal(path, plain);
-    c.bench_function("seal credential (90 B)", |b| b.iter(|| sealer.seal(path, plain)));
+    c.bench_function("seal credential (90 B)", |b| {
+        b.iter(|| sealer.seal(path, plain))
+    });
     c.bench_function("open credential (90 B)", |b| {
         b.iter(|| sealer.open(path, &sealed).unwrap())
     });
@@ -58,13 +60,17 @@ fn dispatch(c: &mut Criterion) {
     let adapter = Null;
     for (name, text) in [
         ("message: help", "@deputy help"),
-        ("message: unlinked command (brain miss)", "@deputy jenkins build deploy a=1 b=2"),
+        (
+            "message: unlinked command (brain miss)",
+            "@deputy jenkins build deploy a=1 b=2",
+        ),
         ("message: typo suggestion", "@deputy jenkins bild deploy"),
         ("message: not addressed", "just chatting about jenkins"),
     ] {
         let m = msg(text);
         c.bench_function(name, |b| {
-            b.to_async(&rt).iter(|| async { d.handle(&m, &adapter).await })
+            b.to_async(&rt)
+                .iter(|| async { d.handle(&m, &adapter).await })
         });
     }
 }

@@ -31,7 +31,8 @@ fn dispatcher(dir: &std::path::Path) -> Dispatcher {
     config.bot.packs = concat!(env!("CARGO_MANIFEST_DIR"), "/commands").into();
     config.brain.path = dir.join("brain");
     let (packs, templates) = deputy::app::load_packs(&config).unwrap();
-    let secret = SecretString::from("aGVsbG8gdGhpcyBpcyBhIHRlc3Qgc2VjcmV0IGtleSAxMjM0NTY3OA==".to_string());
+    let secret =
+        SecretString::from("aGVsbG8gdGhpcyBpcyBhIHRlc3Qgc2VjcmV0IGtleSAxMjM0NTY3OA==".to_string());
     let brain = deputy::app::open_brain(&config, Sealer::new(&secret, &[]).unwrap()).unwrap();
     deputy::app::dispatcher(&config, packs, templates, brain).unwrap()
 }
@@ -71,7 +72,11 @@ async fn public_setkey_asks_the_adapter_to_delete_and_reports_the_outcome() {
             .await;
         assert_eq!(*adapter.deleted.lock().unwrap(), ["m-77"]);
         assert_eq!(replies.len(), 1);
-        assert_eq!(replies[0].visibility, Visibility::OnlyUser, "only the user sees it");
+        assert_eq!(
+            replies[0].visibility,
+            Visibility::OnlyUser,
+            "only the user sees it"
+        );
         assert!(replies[0].text.contains(want), "{}", replies[0].text);
         assert!(!replies[0].text.contains("alice:tok"));
     }

@@ -461,15 +461,27 @@ async fn header_key_pack_sends_the_users_token_and_a_json_body() {
         .ok();
     let out = run.stdout();
     let lines: Vec<&str> = out.lines().collect();
-    assert!(lines[0].starts_with("You haven't linked your gitlab account yet"), "{out}");
+    assert!(
+        lines[0].starts_with("You haven't linked your gitlab account yet"),
+        "{out}"
+    );
     assert!(lines[1].starts_with("Stored your gitlab key"), "{out}");
     assert_eq!(lines[2], "You are Alice A (@alice) on GitLab.");
-    assert_eq!(lines[3], "Opened #7 on team/app: http://gitlab.test/team/app/-/issues/7");
+    assert_eq!(
+        lines[3],
+        "Opened #7 on team/app: http://gitlab.test/team/app/-/issues/7"
+    );
     assert!(lines[4].starts_with("Deleted your gitlab key"), "{out}");
-    assert!(lines[5].starts_with("You haven't linked your gitlab account yet"), "{out}");
+    assert!(
+        lines[5].starts_with("You haven't linked your gitlab account yet"),
+        "{out}"
+    );
     let seen = seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 2, "no call without a key: {seen:?}");
     assert!(seen.iter().all(|(ok, ..)| *ok));
     assert_eq!(seen[1].2, "/api/v4/projects/team%2Fapp/issues");
-    assert_eq!(seen[1].3, serde_json::json!({"title": "Deploy fails on café"}));
+    assert_eq!(
+        seen[1].3,
+        serde_json::json!({"title": "Deploy fails on café"})
+    );
 }
