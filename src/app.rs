@@ -56,7 +56,46 @@ pub fn load_config(path: &Path, explicit: bool) -> Result<Config, StartError> {
     Config::load(path, explicit).map_err(|e| StartError::config(e.to_string()))
 }
 
+/// Loads the packs and gives OAuth services the operator's consumer credentials
+/// (`DEPUTY_<SERVICE>_CONSUMER_KEY`/`_SECRET`, or `consumer_key` in `[services.NAME]`).
+/// A service without them still loads: its sign-in explains what the operator must set.
 pub fn load_packs(config: &Config) -> Result<(Vec<Pack>, Templates), StartError> {
+    let (mut packs, templates) = load_packs_only(config)?;
+    for pack in &mut packs {
+        if !matches!(pack.service.auth, pack::AuthKind::OAuth1 { .. }) {
+            continue;
+        }
+        let name = &pack.service.name;
+        let env = |what: &str| {
+            std::env::var(crate::auth::oauth1::consumer_env(name, what))
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+        };
+        let key = env("KEY").or_else(|| {
+            config
+                .services
+                .get(name)
+                .and_then(|o| o.consumer_key.clone())
+        });
+        match (key, env("SECRET")) {
+            (Some(key), Some(secret)) => {
+                pack.service.consumer = Some(pack::Consumer {
+                    key,
+                    secret: crate::auth::Secret::new(secret),
+                })
+            }
+            _ => tracing::warn!(
+                service = %name,
+                "no OAuth consumer: set {} and {} (or disable the service with [services.{name}] enabled = false)",
+                crate::auth::oauth1::consumer_env(name, "KEY"),
+                crate::auth::oauth1::consumer_env(name, "SECRET"),
+            ),
+        }
+    }
+    Ok((packs, templates))
+}
+
+fn load_packs_only(config: &Config) -> Result<(Vec<Pack>, Templates), StartError> {
     pack::load_all(config).map_err(|errors| {
         let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
         StartError::config(format!(
@@ -153,5 +192,8 @@ pub fn dispatcher(
         templates: Arc::new(templates),
         brain,
         upstream,
+        auth: config.auth.clone(),
+        public_url: config.web.public_url.clone(),
+        adapters: Default::default(),
     })
 }

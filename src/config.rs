@@ -17,6 +17,8 @@ pub struct Config {
     pub bot: BotConfig,
     pub brain: BrainConfig,
     pub http: HttpConfig,
+    pub auth: AuthConfig,
+    pub web: WebConfig,
     /// Per-service overrides of what the packs declare, keyed by service name.
     pub services: BTreeMap<String, ServiceOverride>,
     /// Where the file was loaded from; relative paths are resolved against its folder.
@@ -51,6 +53,36 @@ pub struct HttpConfig {
     pub timeout_secs: u64,
 }
 
+/// Sign-in flows.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// How long a started sign-in (PIN link, device code) stays valid.
+    pub flow_ttl_secs: u64,
+    /// Wrong PINs or codes before a sign-in is dropped.
+    pub max_attempts: u32,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            flow_ttl_secs: 15 * 60,
+            max_attempts: 5,
+        }
+    }
+}
+
+/// deputy's own HTTP listener: OAuth callbacks and health.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebConfig {
+    /// Address to listen on, e.g. "127.0.0.1:8080". Unset: no listener.
+    pub listen: Option<String>,
+    /// The URL browsers reach the listener at (behind a proxy: the proxy's). When set,
+    /// sign-ins come back to `<public_url>/oauth1/<service>/callback` instead of a PIN.
+    pub public_url: Option<String>,
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceOverride {
@@ -60,6 +92,10 @@ pub struct ServiceOverride {
     pub base_url: Option<String>,
     /// Replaces the pack's request timeout.
     pub timeout_secs: Option<u64>,
+    /// Replaces where the pack's OAuth endpoints live (default: follows `base_url`).
+    pub auth_base_url: Option<String>,
+    /// The OAuth consumer key (the secret comes only from `DEPUTY_<SERVICE>_CONSUMER_SECRET`).
+    pub consumer_key: Option<String>,
 }
 
 impl Default for BotConfig {
@@ -95,6 +131,8 @@ impl Default for Config {
             bot: BotConfig::default(),
             brain: BrainConfig::default(),
             http: HttpConfig::default(),
+            auth: AuthConfig::default(),
+            web: WebConfig::default(),
             services: BTreeMap::new(),
             base_dir: PathBuf::from("."),
         }
@@ -175,7 +213,24 @@ impl Config {
         if self.http.timeout_secs == 0 || self.http.connect_timeout_secs == 0 {
             return Err(invalid("[http] timeouts must be at least 1 second".into()));
         }
+        if self.auth.max_attempts == 0 {
+            return Err(invalid("[auth] max_attempts must be at least 1".into()));
+        }
+        if let Some(listen) = &self.web.listen {
+            listen.parse::<std::net::SocketAddr>().map_err(|_| {
+                invalid(format!(
+                    "[web] listen = {listen:?} must be an address and port, like \"127.0.0.1:8080\""
+                ))
+            })?;
+        }
+        if let Some(url) = &self.web.public_url {
+            check_base_url(url).map_err(|m| invalid(format!("[web] public_url: {m}")))?;
+        }
         for (name, o) in &self.services {
+            if let Some(url) = &o.auth_base_url {
+                check_base_url(url)
+                    .map_err(|m| invalid(format!("[services.{name}] auth_base_url: {m}")))?;
+            }
             if let Some(url) = &o.base_url {
                 check_base_url(url)
                     .map_err(|m| invalid(format!("[services.{name}] base_url: {m}")))?;

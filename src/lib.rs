@@ -21,6 +21,7 @@
 //! - [`brain`]: the store: sled underneath, every value sealed with XChaCha20-Poly1305
 //!   ([`brain::seal`]), keyed by (adapter, workspace, user, service).
 //! - [`upstream`]: one HTTP call as the user: timeouts, status mapping, the audit line.
+//! - [`web`]: deputy's HTTP listener: OAuth callbacks and `/healthz`.
 //! - [`app`]: wiring it together for the CLI (`src/main.rs`) and for tests.
 #![forbid(unsafe_code)]
 
@@ -32,3 +33,4 @@ pub mod config;
 pub mod dispatch;
 pub mod pack;
 pub mod upstream;
+pub mod web;

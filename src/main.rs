@@ -182,11 +182,34 @@ async fn serve(
         key_id = %dispatcher.brain.key_id(),
         "deputy started"
     );
-    let runner = Runner::new(Arc::new(dispatcher));
-    shell::run(runner, options).await.map_err(|e| StartError {
+    let dispatcher = Arc::new(dispatcher);
+    let (stop_web, web_stopped) = tokio::sync::oneshot::channel::<()>();
+    let web = match &config.web.listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr.as_str())
+                .await
+                .map_err(|e| StartError {
+                    code: exit::RUNTIME,
+                    message: format!("[web] listen = {addr:?}: cannot listen there: {e}"),
+                })?;
+            tracing::info!(addr = %addr, "web listener started");
+            let d = dispatcher.clone();
+            Some(tokio::spawn(deputy::web::serve(listener, d, async {
+                let _ = web_stopped.await;
+            })))
+        }
+        None => None,
+    };
+    let runner = Runner::new(dispatcher);
+    let result = shell::run(runner, options).await.map_err(|e| StartError {
         code: exit::RUNTIME,
         message: format!("shell: {e}"),
-    })
+    });
+    let _ = stop_web.send(());
+    if let Some(web) = web {
+        let _ = web.await;
+    }
+    result
 }
 
 fn check(config: &deputy::config::Config) -> Result<(), StartError> {

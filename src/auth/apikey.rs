@@ -11,12 +11,18 @@ use super::{now_secs, Credential, Secret};
 /// The reply to a command that needs a credential the user has not linked.
 pub fn link_first(pack: &Pack) -> Reply {
     let s = &pack.service;
-    Reply::new(format!(
-        "You haven't linked your {} account yet. In a direct message to me, run: `{} setkey <{}>`",
-        s.name,
-        s.prefixes[0],
-        s.auth.hint()
-    ))
+    Reply::new(match s.auth {
+        AuthKind::OAuth1 { .. } => format!(
+            "You haven't linked your {} account yet. Run `{} setupauth` and I'll send you a sign-in link.",
+            s.name, s.prefixes[0]
+        ),
+        _ => format!(
+            "You haven't linked your {} account yet. In a direct message to me, run: `{} setkey <{}>`",
+            s.name,
+            s.prefixes[0],
+            s.auth.hint()
+        ),
+    })
 }
 
 /// `setkey` in a channel: nothing is stored, the message is deleted where the platform
@@ -56,7 +62,7 @@ pub async fn setkey(d: &Dispatcher, msg: &Message, pack: &Pack, args: &[String])
     let s = &pack.service;
     let usage = format!("`{} setkey <{}>`", s.prefixes[0], s.auth.hint());
     if !s.auth.is_api_key() {
-        return reply(format!("{} needs no key.", s.name));
+        return Ok(not_apikey(pack));
     }
     let secret = match args {
         [one] => one,
@@ -129,20 +135,33 @@ pub async fn logout(d: &Dispatcher, msg: &Message, pack: &Pack) -> Handled {
 /// `whoami`: linked or not, and who the service says the user is when the pack declares how.
 pub async fn whoami(d: &Dispatcher, msg: &Message, pack: &Pack) -> Handled {
     let s = &pack.service;
-    if !s.auth.is_api_key() {
+    if !s.auth.needs_credential() {
         return reply(format!("{} needs no account.", s.name));
     }
     let Some(credential) = d.credential(msg, pack).await? else {
         return Ok(vec![link_first(pack)]);
     };
-    match &s.whoami {
-        Some(request) => d.run(msg, pack, "whoami", request, Args::new()).await,
-        None => reply(format!(
+    match (&s.whoami, &credential) {
+        (Some(request), _) => d.run(msg, pack, "whoami", request, Args::new()).await,
+        (None, Credential::OAuth1 { .. }) => reply(super::oauth1::linked_as(pack, &credential)),
+        (None, _) => reply(format!(
             "You are linked to {} with a key stored {}.",
             s.name,
             ago(credential.linked_at())
         )),
     }
+}
+
+/// `setkey` on a service that signs in with a link.
+pub fn not_apikey(pack: &Pack) -> Vec<Reply> {
+    let s = &pack.service;
+    vec![Reply::new(match &s.auth {
+        AuthKind::None => format!("{} needs no key.", s.name),
+        _ => format!(
+            "{} links your account with a sign-in link, not a pasted key: run `{} setupauth`.",
+            s.name, s.prefixes[0]
+        ),
+    })]
 }
 
 /// `setupauth` / `auth` on a service that takes a pasted key.

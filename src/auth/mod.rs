@@ -2,6 +2,7 @@
 //! remove them live beside each auth kind ([`apikey`]).
 
 pub mod apikey;
+pub mod oauth1;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -51,6 +52,15 @@ pub enum Credential {
         /// Unix seconds.
         linked_at: u64,
     },
+    /// An OAuth 1.0a access token from `setupauth` + `auth <PIN>` (or the browser callback).
+    #[serde(rename = "oauth1")]
+    OAuth1 {
+        token: Secret,
+        token_secret: Secret,
+        user_id: Option<String>,
+        screen_name: Option<String>,
+        linked_at: u64,
+    },
 }
 
 impl Credential {
@@ -60,9 +70,11 @@ impl Credential {
         kind: &AuthKind,
         req: reqwest::RequestBuilder,
     ) -> anyhow::Result<reqwest::RequestBuilder> {
-        let Credential::ApiKey { secret, .. } = self;
+        let Credential::ApiKey { secret, .. } = self else {
+            anyhow::bail!("an OAuth 1.0a token is applied by signing the request, not a header");
+        };
         let value = match kind {
-            AuthKind::None => return Ok(req),
+            AuthKind::None | AuthKind::OAuth1 { .. } => return Ok(req),
             AuthKind::Basic { .. } => {
                 use base64::Engine;
                 let encoded = base64::engine::general_purpose::STANDARD.encode(secret.expose());
@@ -86,7 +98,9 @@ impl Credential {
 
     pub fn linked_at(&self) -> u64 {
         match self {
-            Credential::ApiKey { linked_at, .. } => *linked_at,
+            Credential::ApiKey { linked_at, .. } | Credential::OAuth1 { linked_at, .. } => {
+                *linked_at
+            }
         }
     }
 }

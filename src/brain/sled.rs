@@ -17,13 +17,15 @@ impl SledStore {
             .path(path)
             .open()
             .map(|db| SledStore { db })
-            .map_err(|e| match e {
-                sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+            .map_err(|e| {
+                // sled wraps the lock failure in a custom io::Error; its text is the signal.
+                if e.to_string().contains("could not acquire lock") {
                     "another deputy process has this brain open (one process per sled brain; \
                      use a networked brain for several replicas)"
                         .to_string()
+                } else {
+                    format!("cannot open the database: {e}")
                 }
-                other => format!("cannot open the database: {other}"),
             })
     }
 }

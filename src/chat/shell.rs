@@ -114,6 +114,9 @@ pub async fn run(runner: Arc<Runner>, options: ShellOptions) -> anyhow::Result<(
         });
     }
 
+    runner
+        .dispatcher()
+        .register_adapter(ADAPTER, adapter.clone() as Arc<dyn Adapter>);
     let mut state = options;
     let counter = AtomicU64::new(0);
     while let Some(line) = lines.recv().await {

@@ -47,6 +47,19 @@ pub fn service(_d: &Dispatcher, pack: &Pack) -> Vec<Reply> {
     }
     match &s.auth {
         AuthKind::None => out.push_str("No account needed.\n"),
+        AuthKind::OAuth1 { .. } => {
+            out.push_str("Your account:\n");
+            out.push_str(&format!(
+                "`{p} setupauth` — get a sign-in link (sent only to you)\n"
+            ));
+            out.push_str(&format!(
+                "`{p} auth <PIN>` — finish signing in with the PIN the page showed\n"
+            ));
+            out.push_str(&format!(
+                "`{p} whoami` — whether you are linked, and as whom\n"
+            ));
+            out.push_str(&format!("`{p} logout` — forget your authorization\n"));
+        }
         kind => {
             out.push_str("Your account:\n");
             out.push_str(&format!(

@@ -5,16 +5,18 @@
 pub mod help;
 pub mod parse;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
 use minijinja::Value;
 
-use crate::auth::{apikey, Credential};
+use crate::auth::{apikey, oauth1, Credential};
 use crate::brain::{Brain, KeyPath};
 use crate::chat::{Adapter, Message, Reply};
+use crate::config::AuthConfig;
 use crate::pack::render::trim_reply;
 use crate::pack::{Args, AuthKind, Pack, Request, Templates, BUILTIN_WORDS};
-use crate::upstream::{Call, CallError, Upstream};
+use crate::upstream::{Auth, Call, CallError, Upstream};
 
 use self::parse::Addressing;
 
@@ -24,6 +26,11 @@ pub struct Dispatcher {
     pub templates: Arc<Templates>,
     pub brain: Brain,
     pub upstream: Upstream,
+    pub auth: AuthConfig,
+    /// deputy's public URL: OAuth callbacks come back here instead of a PIN.
+    pub public_url: Option<String>,
+    /// Running adapters by name, to tell a user something outside a reply (a callback).
+    pub adapters: RwLock<HashMap<String, Arc<dyn Adapter>>>,
 }
 
 /// Something went wrong on deputy's side: logged with a reference, never shown in full.
@@ -88,12 +95,15 @@ impl Dispatcher {
         }
         if let Some((name, used)) = builtin {
             let args = &rest[used..];
+            let oauth1 = matches!(pack.service.auth, AuthKind::OAuth1 { .. });
             return match name.as_str() {
                 "help" => Ok(help::service(self, pack)),
                 "setkey" => apikey::setkey(self, msg, pack, args).await,
                 "logout" => apikey::logout(self, msg, pack).await,
                 "whoami" => apikey::whoami(self, msg, pack).await,
-                // "setupauth" | "auth": OAuth flows; API-key services explain what to do.
+                "setupauth" if oauth1 => oauth1::setupauth(self, msg, pack).await,
+                "auth" if oauth1 => oauth1::auth(self, msg, pack, args).await,
+                // API-key services explain what to do instead.
                 _ => Ok(apikey::not_oauth(self, pack)),
             };
         }
@@ -177,13 +187,28 @@ impl Dispatcher {
         args: Args,
     ) -> Handled {
         let service = &pack.service;
-        let credential = if service.auth.is_api_key() {
+        let credential = if service.auth.needs_credential() {
             match self.credential(msg, pack).await? {
                 Some(c) => Some(c),
                 None => return Ok(vec![apikey::link_first(pack)]),
             }
         } else {
             None
+        };
+        let auth = match &credential {
+            None => Auth::Anonymous,
+            Some(c @ Credential::ApiKey { .. }) => Auth::Key(c),
+            Some(Credential::OAuth1 {
+                token,
+                token_secret,
+                ..
+            }) => match oauth1::consumer(pack) {
+                Ok(consumer) => Auth::OAuth1 {
+                    consumer,
+                    token: Some((token.expose(), token_secret.expose())),
+                },
+                Err(reply) => return Ok(vec![reply]),
+            },
         };
         let ctx = self.context(msg, pack, &args, None);
         let call = match self.build_call(pack, request, &ctx) {
@@ -192,10 +217,21 @@ impl Dispatcher {
         };
         let response = match self
             .upstream
-            .send(&msg.owner(), service, command, call, credential.as_ref())
+            .send(&msg.owner(), service, command, call, auth)
             .await
         {
             Ok(r) => r,
+            Err(CallError::Rejected(status)) if matches!(service.auth, AuthKind::OAuth1 { .. }) => {
+                // The stored token no longer works: offer a fresh sign-in in the same reply.
+                let why = format!(
+                    "{} rejected your authorization (HTTP {status}); it may have been revoked.",
+                    service.name
+                );
+                return Ok(vec![match oauth1::start(self, msg, pack).await? {
+                    Ok(link) => Reply::private(format!("{why} {link}")),
+                    Err(r) => Reply::new(format!("{why} {}", r.text)),
+                }]);
+            }
             Err(e) => return reply(self.explain(pack, e)),
         };
         let ctx = self.context(msg, pack, &args, Some(&response));
@@ -300,21 +336,83 @@ impl Dispatcher {
         match e {
             CallError::Rejected(status) => match &pack.service.auth {
                 AuthKind::None => format!("{name} refused the request (HTTP {status})."),
+                AuthKind::OAuth1 { .. } => format!(
+                    "{name} rejected your authorization (HTTP {status}). Run `{prefix} setupauth` to sign in again."
+                ),
                 kind => format!(
                     "Your {name} credential was rejected (HTTP {status}). Run `{prefix} setkey <{}>` in a direct message to me to link a fresh one.",
                     kind.hint()
                 ),
             },
-            CallError::NotFound => format!("{name} says that does not exist (HTTP 404). Check the name and try again."),
-            CallError::RateLimited(Some(s)) => format!("{name} is rate-limiting requests; try again in {s} s."),
-            CallError::RateLimited(None) => format!("{name} is rate-limiting requests; try again in a minute."),
-            CallError::Server(status) => format!("{name} had a server error (HTTP {status}); try again later."),
-            CallError::Refused(status, Some(m)) => format!("{name} refused the request (HTTP {status}): {m}"),
-            CallError::Refused(status, None) => format!("{name} refused the request (HTTP {status})."),
-            CallError::Timeout(s) => format!("{name} did not answer within {s} s; try again later."),
-            CallError::Connect => format!("I couldn't reach {name} (connection failed); try again later."),
-            CallError::Unreadable => format!("{name} answered with something I couldn't read (expected JSON)."),
+            e => self.explain_plain(pack, e),
+        }
+    }
+
+    /// An upstream failure in plain words, with no advice about the user's credential.
+    pub fn explain_plain(&self, pack: &Pack, e: CallError) -> String {
+        let name = &pack.service.name;
+        match e {
+            CallError::Rejected(status) => format!("{name} refused it (HTTP {status})."),
+            CallError::NotFound => {
+                format!("{name} says that does not exist (HTTP 404). Check the name and try again.")
+            }
+            CallError::RateLimited(Some(s)) => {
+                format!("{name} is rate-limiting requests; try again in {s} s.")
+            }
+            CallError::RateLimited(None) => {
+                format!("{name} is rate-limiting requests; try again in a minute.")
+            }
+            CallError::Server(status) => {
+                format!("{name} had a server error (HTTP {status}); try again later.")
+            }
+            CallError::Refused(status, Some(m)) => {
+                format!("{name} refused the request (HTTP {status}): {m}")
+            }
+            CallError::Refused(status, None) => {
+                format!("{name} refused the request (HTTP {status}).")
+            }
+            CallError::Timeout(s) => {
+                format!("{name} did not answer within {s} s; try again later.")
+            }
+            CallError::Connect => {
+                format!("I couldn't reach {name} (connection failed); try again later.")
+            }
+            CallError::Unreadable => {
+                format!("{name} answered with something I couldn't read (expected JSON).")
+            }
+            CallError::Unsignable(why) => {
+                tracing::error!(service = %name, why = %why, "request cannot be signed correctly");
+                format!("I can't sign this request for {name} correctly ({why}); the command pack needs fixing, so please tell the operator.")
+            }
             CallError::Other(m) => format!("The call to {name} failed: {m}."),
+        }
+    }
+
+    /// Makes an adapter reachable for messages outside a reply (OAuth callbacks).
+    pub fn register_adapter(&self, name: &str, adapter: Arc<dyn Adapter>) {
+        self.adapters
+            .write()
+            .expect("adapter map poisoned")
+            .insert(name.to_string(), adapter);
+    }
+
+    /// Sends `reply` to the conversation `to` through its adapter, if that adapter runs.
+    pub async fn notify(&self, to: &Message, reply: Reply) {
+        let adapter = self
+            .adapters
+            .read()
+            .expect("adapter map poisoned")
+            .get(&to.adapter)
+            .cloned();
+        match adapter {
+            Some(a) => {
+                if let Err(e) = a.send(to, reply).await {
+                    tracing::warn!(adapter = %to.adapter, error = %e, "could not notify a user");
+                }
+            }
+            None => {
+                tracing::warn!(adapter = %to.adapter, "no running adapter to notify a user through")
+            }
         }
     }
 }

@@ -30,7 +30,33 @@ pub struct Service {
     pub base_url: reqwest::Url,
     pub timeout: Option<Duration>,
     pub auth: AuthKind,
+    /// Where OAuth endpoints live (the pack's `auth.base_url`, else `base_url`).
+    pub auth_base_url: reqwest::Url,
+    /// The operator's OAuth consumer (client) credentials, from the environment or config.
+    pub consumer: Option<Consumer>,
     pub whoami: Option<Request>,
+}
+
+/// An OAuth consumer key and secret, supplied by the operator, never by a pack.
+#[derive(Debug, Clone)]
+pub struct Consumer {
+    pub key: String,
+    pub secret: crate::auth::Secret,
+}
+
+impl Service {
+    /// An auth endpoint: a path joined to `auth_base_url`, or an absolute URL as written.
+    pub fn auth_url(&self, path_or_url: &str) -> String {
+        if path_or_url.starts_with("http://") || path_or_url.starts_with("https://") {
+            path_or_url.to_string()
+        } else {
+            format!(
+                "{}{}",
+                self.auth_base_url.as_str().trim_end_matches('/'),
+                path_or_url
+            )
+        }
+    }
 }
 
 /// How a service's users link their account.
@@ -50,18 +76,49 @@ pub enum AuthKind {
         prefix: String,
         hint: Option<String>,
     },
+    /// OAuth 1.0a with the PIN (`oob`) flow, or a browser callback when deputy has a public
+    /// URL. Endpoint paths are relative to the service's `auth_base_url` (default `base_url`).
+    #[serde(rename = "oauth1")]
+    OAuth1 {
+        #[serde(default = "default_request_token_url")]
+        request_token_url: String,
+        #[serde(default = "default_authorize_url")]
+        authorize_url: String,
+        #[serde(default = "default_access_token_url")]
+        access_token_url: String,
+        /// Where the endpoints live when not on `base_url` (operators override it).
+        base_url: Option<String>,
+    },
+}
+
+fn default_request_token_url() -> String {
+    "/oauth/request_token".into()
+}
+fn default_authorize_url() -> String {
+    "/oauth/authorize".into()
+}
+fn default_access_token_url() -> String {
+    "/oauth/access_token".into()
 }
 
 impl AuthKind {
     /// Whether the user pastes a key with `setkey`.
     pub fn is_api_key(&self) -> bool {
+        matches!(
+            self,
+            AuthKind::Basic { .. } | AuthKind::Bearer { .. } | AuthKind::Header { .. }
+        )
+    }
+
+    /// Whether commands need the user's credential at all.
+    pub fn needs_credential(&self) -> bool {
         !matches!(self, AuthKind::None)
     }
 
     /// What to paste after `setkey`, as the pack author described it.
     pub fn hint(&self) -> &str {
         match self {
-            AuthKind::None => "",
+            AuthKind::None | AuthKind::OAuth1 { .. } => "",
             AuthKind::Basic { hint } => hint.as_deref().unwrap_or("user:token"),
             AuthKind::Bearer { hint } | AuthKind::Header { hint, .. } => {
                 hint.as_deref().unwrap_or("your API token")
@@ -100,6 +157,8 @@ pub enum ResponseKind {
     Json,
     /// The body is text (`body` is a string).
     Text,
+    /// The body is `application/x-www-form-urlencoded` (OAuth 1.0a token replies).
+    Form,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -373,11 +432,16 @@ fn apply_overrides(config: &Config, packs: &mut Vec<Pack>, errors: &mut Vec<Pack
         let Some(o) = config.services.get(&pack.service.name) else {
             return true;
         };
-        if let Some(url) = &o.base_url {
-            // Already validated with the config.
-            if let Ok(url) = check_base_url(url) {
-                pack.service.base_url = url;
+        // Already validated with the config.
+        if let Some(Ok(url)) = o.base_url.as_deref().map(check_base_url) {
+            // Auth endpoints follow the API unless the pack put them elsewhere.
+            if pack.service.auth_base_url == pack.service.base_url {
+                pack.service.auth_base_url = url.clone();
             }
+            pack.service.base_url = url;
+        }
+        if let Some(Ok(url)) = o.auth_base_url.as_deref().map(check_base_url) {
+            pack.service.auth_base_url = url;
         }
         if let Some(secs) = o.timeout_secs {
             pack.service.timeout = Some(Duration::from_secs(secs));
@@ -454,6 +518,31 @@ pub fn load_one(file: &Path, text: &str, templates: &mut Templates) -> Result<Pa
             ));
         }
     }
+    let auth_base_url = match &s.auth {
+        AuthKind::OAuth1 {
+            base_url: auth_base,
+            request_token_url,
+            authorize_url,
+            access_token_url,
+        } => {
+            for u in [request_token_url, authorize_url, access_token_url] {
+                let ok = u.starts_with('/') || check_base_url(u).is_ok();
+                if !ok {
+                    return Err(at(
+                        0,
+                        format!(
+                            "auth endpoint {u:?} must be a path starting with / or an http(s) URL"
+                        ),
+                    ));
+                }
+            }
+            match auth_base {
+                Some(u) => check_base_url(u).map_err(|m| at(0, format!("auth base_url: {m}")))?,
+                None => base_url.clone(),
+            }
+        }
+        _ => base_url.clone(),
+    };
     let whoami = match &s.whoami {
         Some(w) => Some(compile_request(
             &format!("{name}/whoami"),
@@ -500,6 +589,18 @@ pub fn load_one(file: &Path, text: &str, templates: &mut Templates) -> Result<Pa
             }
             args.push(spec);
         }
+        if matches!(s.auth, AuthKind::OAuth1 { .. })
+            && c.content_type
+                .as_deref()
+                .is_some_and(|t| t.contains("x-www-form-urlencoded"))
+        {
+            // reqwest-oauth1 signs only the query when a URL has one and skips bodies set
+            // directly: a form body would be sent unsigned and rejected by the provider.
+            return Err(at(
+                start,
+                format!("command {cname:?}: OAuth 1.0a commands cannot send a form body; put the parameters in `query`"),
+            ));
+        }
         let arg_names: Vec<&str> = args.iter().map(|a| a.name.as_str()).collect();
         let request = compile_request(
             &format!("{name}/{cname}"),
@@ -532,6 +633,8 @@ pub fn load_one(file: &Path, text: &str, templates: &mut Templates) -> Result<Pa
             base_url,
             timeout: s.timeout_secs.map(Duration::from_secs),
             auth: s.auth.clone(),
+            auth_base_url,
+            consumer: None,
             whoami,
         },
         commands,
