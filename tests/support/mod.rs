@@ -194,6 +194,8 @@ fn last_build(job: &str) -> Response {
 pub struct Deputy {
     pub dir: tempfile::TempDir,
     pub secret: Option<String>,
+    /// Extra environment for the process.
+    pub env: Vec<(String, String)>,
 }
 
 impl Deputy {
@@ -211,7 +213,24 @@ impl Deputy {
         Deputy {
             dir,
             secret: Some(SECRET_A.into()),
+            env: Vec::new(),
         }
+    }
+
+    /// Config pointing the shipped twitter pack at a sandbox provider, with its consumer.
+    pub fn twitter(provider_url: &str, extra: &str) -> Deputy {
+        let mut d = Deputy::new(
+            "http://127.0.0.1:9",
+            &format!(
+                "\n[services.twitter]\nbase_url = \"{provider_url}\"\nconsumer_key = \"{}\"\n{extra}",
+                deputy::sandbox::CONSUMER_KEY
+            ),
+        );
+        d.env.push((
+            "DEPUTY_TWITTER_CONSUMER_SECRET".into(),
+            deputy::sandbox::CONSUMER_SECRET.into(),
+        ));
+        d
     }
 
     pub fn config(&self) -> PathBuf {
@@ -230,6 +249,11 @@ impl Deputy {
         c.env("RUST_LOG", "info");
         if let Some(s) = &self.secret {
             c.env("DEPUTY_SECRET", s);
+        }
+        c.env_remove("DEPUTY_TWITTER_CONSUMER_KEY")
+            .env_remove("DEPUTY_TWITTER_CONSUMER_SECRET");
+        for (k, v) in &self.env {
+            c.env(k, v);
         }
         c.current_dir(self.dir.path());
         c
@@ -352,4 +376,79 @@ pub async fn fake_gitlab() -> (String, GitlabSeen) {
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     (url, seen)
+}
+
+/// A deputy process talked to line by line.
+pub struct Live {
+    pub child: tokio::process::Child,
+    stdin: Option<tokio::process::ChildStdin>,
+    out: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+}
+
+impl Live {
+    pub fn start(deputy: &Deputy, args: &[&str]) -> Live {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = deputy.spawn(args);
+        let stdin = child.stdin.take();
+        let out = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        Live { child, stdin, out }
+    }
+
+    pub async fn send(&mut self, line: &str) {
+        use tokio::io::AsyncWriteExt;
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        stdin.write_all(format!("{line}\n").as_bytes()).await.unwrap();
+    }
+
+    /// The next line deputy prints (a reply), or a panic after 20 s.
+    pub async fn line(&mut self) -> String {
+        tokio::time::timeout(std::time::Duration::from_secs(20), self.out.next_line())
+            .await
+            .expect("a reply within 20 s")
+            .unwrap()
+            .expect("deputy is still running")
+    }
+
+    /// Sends a message and returns the first line of its reply.
+    pub async fn ask(&mut self, line: &str) -> String {
+        self.send(line).await;
+        self.line().await
+    }
+
+    /// Closes stdin and waits for a clean exit.
+    pub async fn finish(mut self) -> Vec<String> {
+        self.stdin.take();
+        let mut rest = Vec::new();
+        while let Ok(Some(l)) = self.out.next_line().await {
+            rest.push(l);
+        }
+        assert!(self.child.wait().await.unwrap().success());
+        rest
+    }
+}
+
+/// The sign-in link in a setupauth reply.
+pub fn link_in(reply: &str) -> String {
+    let start = reply
+        .find("http://")
+        .unwrap_or_else(|| panic!("no link in {reply:?}"));
+    reply[start..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// Plays the browser on the sandbox's authorize page: approves as `screen_name` and reads
+/// the PIN the page shows.
+pub async fn approve_and_read_pin(link: &str, screen_name: &str) -> String {
+    let page = reqwest::get(format!("{link}&screen_name={screen_name}"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let start = page.find("<code id=\"pin\">").expect("a PIN on the page") + 15;
+    let end = start + page[start..].find("</code>").unwrap();
+    page[start..end].to_string()
 }
