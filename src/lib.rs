@@ -23,6 +23,8 @@
 //! - [`upstream`]: one HTTP call as the user: timeouts, status mapping, the audit line.
 //! - [`web`]: deputy's HTTP listener: OAuth callbacks and `/healthz`.
 //! - [`app`]: wiring it together for the CLI (`src/main.rs`) and for tests.
+//! - [`sandbox`]: a local fake of X (OAuth 1.0a, API v2) and Jenkins on 127.0.0.1, for
+//!   `deputy shell --sandbox` and as the fake upstream of integration tests.
 #![forbid(unsafe_code)]
 
 pub mod app;
@@ -32,5 +34,6 @@ pub mod chat;
 pub mod config;
 pub mod dispatch;
 pub mod pack;
+pub mod sandbox;
 pub mod upstream;
 pub mod web;
