@@ -24,6 +24,9 @@ pub struct Config {
     /// Where the file was loaded from; relative paths are resolved against its folder.
     #[serde(skip)]
     pub base_dir: PathBuf,
+    /// The file it was loaded from, if any (for messages).
+    #[serde(skip)]
+    pub path: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -135,6 +138,7 @@ impl Default for Config {
             web: WebConfig::default(),
             services: BTreeMap::new(),
             base_dir: PathBuf::from("."),
+            path: None,
         }
     }
 }
@@ -174,6 +178,7 @@ impl Config {
             }
         };
         let mut config = Config::parse(&text, path)?;
+        config.path = Some(path.to_owned());
         config.base_dir = path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())

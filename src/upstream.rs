@@ -239,7 +239,13 @@ impl Upstream {
             ResponseKind::Form => {
                 let pairs: Vec<(String, String)> =
                     serde_urlencoded::from_bytes(&bytes).map_err(|_| CallError::Unreadable)?;
-                if pairs.is_empty() {
+                // An HTML error page also parses as a form (one odd key): insist on plain keys.
+                let plain = |k: &str| {
+                    !k.is_empty()
+                        && k.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+                };
+                if pairs.is_empty() || !pairs.iter().all(|(k, _)| plain(k)) {
                     return Err(CallError::Unreadable);
                 }
                 serde_json::Value::Object(

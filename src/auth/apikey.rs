@@ -109,26 +109,39 @@ pub async fn setkey(d: &Dispatcher, msg: &Message, pack: &Pack, args: &[String])
     ))
 }
 
-/// `logout`: forget the user's key.
+/// `logout`: forget the user's credential (and any sign-in in progress).
 pub async fn logout(d: &Dispatcher, msg: &Message, pack: &Pack) -> Handled {
     let s = &pack.service;
-    if !s.auth.is_api_key() {
+    if !s.auth.needs_credential() {
         return reply(format!(
             "{} needs no account, so there is nothing to forget.",
             s.name
         ));
     }
+    let owner = msg.owner();
     let existed = d
         .brain
-        .delete(&KeyPath::credential(&msg.owner(), &s.name))
+        .delete(&KeyPath::credential(&owner, &s.name))
         .await?;
+    let flow_key = super::oauth1::flow_key(&owner, &s.name);
+    if let Some(flow) = d.brain.get::<super::oauth1::PendingFlow>(&flow_key).await? {
+        d.brain.delete(&flow_key).await?;
+        d.brain
+            .delete(&super::oauth1::token_key(&s.name, &flow.request_token))
+            .await?;
+    }
+    let what = if s.auth.is_api_key() {
+        "key"
+    } else {
+        "authorization"
+    };
     reply(if existed {
         format!(
-            "Deleted your {} key from my brain. It is still valid at {} until you revoke it there.",
+            "Deleted your {} {what} from my brain. It stays valid at {} until you revoke it there.",
             s.name, s.name
         )
     } else {
-        format!("You had no {} key linked; nothing to do.", s.name)
+        format!("You had no {} {what} linked; nothing to do.", s.name)
     })
 }
 

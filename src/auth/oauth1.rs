@@ -253,9 +253,11 @@ pub async fn auth(d: &Dispatcher, msg: &Message, pack: &Pack, args: &[String]) -
                 "Send the PIN the sign-in page showed: `{p} auth <PIN>`"
             ))
         }
-        _ => return reply(format!(
+        _ => {
+            return reply(format!(
             "That doesn't look like a PIN (letters and digits, no spaces). Usage: `{p} auth <PIN>`"
-        )),
+        ))
+        }
     };
     let owner = msg.owner();
     let Some(flow) = d

@@ -273,13 +273,23 @@ impl Command {
     }
 }
 
-/// A pack problem, located.
-#[derive(Debug, thiserror::Error)]
-#[error("{}:{line}: {message}", file.display())]
+/// A pack problem, located (line 0: the whole file).
+#[derive(Debug)]
 pub struct PackError {
     pub file: PathBuf,
     pub line: usize,
     pub message: String,
+}
+
+impl std::error::Error for PackError {}
+
+impl std::fmt::Display for PackError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.line {
+            0 => write!(f, "{}: {}", self.file.display(), self.message),
+            line => write!(f, "{}:{line}: {}", self.file.display(), self.message),
+        }
+    }
 }
 
 // ---- the TOML shape ----
@@ -419,7 +429,10 @@ fn apply_overrides(config: &Config, packs: &mut Vec<Pack>, errors: &mut Vec<Pack
             let mut names: Vec<&str> = known.iter().copied().collect();
             names.sort();
             errors.push(PackError {
-                file: PathBuf::from("deputy.toml"),
+                file: config
+                    .path
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from("deputy.toml")),
                 line: 0,
                 message: format!(
                     "[services.{name}] overrides a service no pack declares (packs: {})",

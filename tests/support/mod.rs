@@ -397,16 +397,29 @@ impl Live {
     pub async fn send(&mut self, line: &str) {
         use tokio::io::AsyncWriteExt;
         let stdin = self.stdin.as_mut().expect("stdin open");
-        stdin.write_all(format!("{line}\n").as_bytes()).await.unwrap();
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .unwrap();
     }
 
     /// The next line deputy prints (a reply), or a panic after 20 s.
     pub async fn line(&mut self) -> String {
-        tokio::time::timeout(std::time::Duration::from_secs(20), self.out.next_line())
+        let line = tokio::time::timeout(std::time::Duration::from_secs(20), self.out.next_line())
             .await
             .expect("a reply within 20 s")
-            .unwrap()
-            .expect("deputy is still running")
+            .unwrap();
+        match line {
+            Some(l) => l,
+            None => {
+                use tokio::io::AsyncReadExt;
+                let mut err = String::new();
+                if let Some(mut e) = self.child.stderr.take() {
+                    let _ = e.read_to_string(&mut err).await;
+                }
+                panic!("deputy exited; stderr:\n{err}")
+            }
+        }
     }
 
     /// Sends a message and returns the first line of its reply.
