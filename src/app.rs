@@ -84,15 +84,28 @@ pub fn load_packs(config: &Config) -> Result<(Vec<Pack>, Templates), StartError>
                     secret: crate::auth::Secret::new(secret),
                 })
             }
-            _ => tracing::warn!(
-                service = %name,
-                "no OAuth consumer: set {} and {} (or disable the service with [services.{name}] enabled = false)",
-                crate::auth::oauth1::consumer_env(name, "KEY"),
-                crate::auth::oauth1::consumer_env(name, "SECRET"),
-            ),
+            _ => {}
         }
     }
     Ok((packs, templates))
+}
+
+/// One line per OAuth service that has no consumer credentials: its users cannot sign in.
+pub fn missing_consumers(packs: &[Pack]) -> Vec<String> {
+    packs
+        .iter()
+        .filter(|p| {
+            matches!(p.service.auth, pack::AuthKind::OAuth1 { .. }) && p.service.consumer.is_none()
+        })
+        .map(|p| {
+            let name = &p.service.name;
+            format!(
+                "service {name} has no OAuth consumer: set {} and {} (or disable it with [services.{name}] enabled = false); until then its sign-in tells users it is not set up",
+                crate::auth::oauth1::consumer_env(name, "KEY"),
+                crate::auth::oauth1::consumer_env(name, "SECRET"),
+            )
+        })
+        .collect()
 }
 
 fn load_packs_only(config: &Config) -> Result<(Vec<Pack>, Templates), StartError> {

@@ -41,6 +41,11 @@ enum Command {
         /// Talk in a shared channel instead of a direct message (keys are refused there).
         #[arg(long)]
         public: bool,
+        /// Start a local fake X (OAuth 1.0a with a PIN page) and Jenkins on 127.0.0.1 and
+        /// point the twitter and jenkins packs at them: try every flow offline. The brain is
+        /// a temporary directory, deleted at exit.
+        #[arg(long)]
+        sandbox: bool,
     },
     /// Run the chat adapters the config enables (for now: the shell). Needs DEPUTY_SECRET.
     Run,
@@ -116,23 +121,35 @@ async fn run(cli: Cli) -> Result<(), StartError> {
             Ok(())
         }
         Command::Check => check(&config),
-        Command::Shell { user, public } => {
+        Command::Shell {
+            user,
+            public,
+            sandbox,
+        } => {
             let user = user
                 .or_else(|| std::env::var("USER").ok())
                 .unwrap_or_else(|| "you".into());
-            serve(&config, true, ShellOptions { user, public }).await
+            let options = ShellOptions { user, public };
+            if sandbox {
+                sandbox_shell(config, options).await
+            } else {
+                let (packs, templates) = app::load_packs(&config)?;
+                warn_missing_consumers(&packs);
+                let (sealer, source) = app::sealer(&config, true)?;
+                warn_dev_secret(&source);
+                serve(&config, packs, templates, sealer, options).await
+            }
         }
         Command::Run => {
             let user = std::env::var("USER").unwrap_or_else(|_| "operator".into());
-            serve(
-                &config,
-                false,
-                ShellOptions {
-                    user,
-                    public: false,
-                },
-            )
-            .await
+            let (packs, templates) = app::load_packs(&config)?;
+            warn_missing_consumers(&packs);
+            let (sealer, _) = app::sealer(&config, false)?;
+            let options = ShellOptions {
+                user,
+                public: false,
+            };
+            serve(&config, packs, templates, sealer, options).await
         }
         Command::Brain {
             command: BrainCommand::Reseal,
@@ -160,14 +177,14 @@ async fn run(cli: Cli) -> Result<(), StartError> {
     }
 }
 
-async fn serve(
-    config: &deputy::config::Config,
-    allow_dev: bool,
-    options: ShellOptions,
-) -> Result<(), StartError> {
-    let (packs, templates) = app::load_packs(config)?;
-    let (sealer, source) = app::sealer(config, allow_dev)?;
-    if let SecretSource::DevFile { path, created } = &source {
+fn warn_missing_consumers(packs: &[deputy::pack::Pack]) {
+    for line in app::missing_consumers(packs) {
+        tracing::warn!("{line}");
+    }
+}
+
+fn warn_dev_secret(source: &SecretSource) {
+    if let SecretSource::DevFile { path, created } = source {
         eprintln!(
             "deputy: WARNING: DEPUTY_SECRET is not set; {} the development key {}. Anyone who \
              can read that directory can read the stored credentials: use it only to try deputy.",
@@ -175,6 +192,68 @@ async fn serve(
             path.display()
         );
     }
+}
+
+/// `shell --sandbox`: the fake provider in this process, the packs pointed at it, a
+/// throw-away brain with a random key.
+async fn sandbox_shell(
+    mut config: deputy::config::Config,
+    options: ShellOptions,
+) -> Result<(), StartError> {
+    use deputy::sandbox;
+    let runtime = |message: String| StartError {
+        code: exit::RUNTIME,
+        message,
+    };
+    let provider = sandbox::Provider::start()
+        .await
+        .map_err(|e| runtime(format!("cannot start the sandbox: {e}")))?;
+    let (mut packs, templates) = app::load_packs(&config)?;
+    let url = |s: &str| reqwest::Url::parse(s).expect("the sandbox's own URL");
+    for p in &mut packs {
+        match p.service.name.as_str() {
+            "twitter" => {
+                p.service.base_url = url(&provider.url);
+                p.service.auth_base_url = url(&provider.url);
+                p.service.consumer = Some(deputy::pack::Consumer {
+                    key: sandbox::CONSUMER_KEY.into(),
+                    secret: deputy::auth::Secret::new(sandbox::CONSUMER_SECRET),
+                });
+            }
+            "jenkins" => p.service.base_url = url(&format!("{}/jenkins", provider.url)),
+            _ => {}
+        }
+    }
+    let dir = std::env::temp_dir().join(format!(
+        "deputy-sandbox-{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    config.brain.path = dir.clone();
+    let sealer = deputy::brain::seal::Sealer::new(&deputy::brain::seal::generate_secret(), &[])
+        .map_err(|e| runtime(e.to_string()))?;
+    eprintln!(
+        "deputy sandbox: a fake X and Jenkins on {url} (nothing leaves this machine; the brain is \
+         {dir}, deleted at exit).\n  X:       t setupauth → open the link (or curl \"<link>&screen_name=alice\") → \
+         t auth <PIN> → t tweet hello → t search hello\n  Jenkins: jenkins setkey alice:{token} → \
+         jenkins build deploy → jenkins last deploy",
+        url = provider.url,
+        dir = dir.display(),
+        token = sandbox::JENKINS_TOKEN,
+    );
+    let result = serve(&config, packs, templates, sealer, options).await;
+    provider.shutdown();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+async fn serve(
+    config: &deputy::config::Config,
+    packs: Vec<deputy::pack::Pack>,
+    templates: deputy::pack::Templates,
+    sealer: deputy::brain::seal::Sealer,
+    options: ShellOptions,
+) -> Result<(), StartError> {
     let brain = app::open_brain(config, sealer)?;
     let dispatcher = app::dispatcher(config, packs, templates, brain)?;
     tracing::info!(
@@ -215,6 +294,9 @@ async fn serve(
 fn check(config: &deputy::config::Config) -> Result<(), StartError> {
     let (packs, _) = app::load_packs(config)?;
     println!("config: ok (packs from {})", config.packs_dir().display());
+    for line in app::missing_consumers(&packs) {
+        println!("warning: {line}");
+    }
     for p in &packs {
         println!(
             "service {} ({}) from {}: {} command(s), base_url {}",

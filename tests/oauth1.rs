@@ -419,3 +419,38 @@ async fn browser_callback_links_the_user_and_tells_them_in_chat() {
     live.finish().await;
     all_signed(&x);
 }
+
+/// The README's first command: `deputy shell --sandbox` runs every flow offline.
+#[tokio::test]
+async fn the_sandbox_shell_runs_the_pin_flow_and_jenkins_offline() {
+    let mut deputy = Deputy::new("http://127.0.0.1:9", "");
+    deputy.secret = None;
+    let mut live = Live::start(&deputy, &["shell", "--sandbox", "--user", "alice"]);
+    let reply = live.ask("t setupauth").await;
+    let pin = approve_and_read_pin(&link_in(&reply), "alice").await;
+    assert!(live
+        .ask(&format!("t auth {pin}"))
+        .await
+        .starts_with("Linked to @alice"));
+    assert!(live
+        .ask("t tweet hello sandbox")
+        .await
+        .starts_with("Posted: hello sandbox"));
+    assert!(live
+        .ask("jenkins setkey alice:sandbox-token")
+        .await
+        .starts_with("Stored"));
+    assert!(live
+        .ask("jenkins build deploy")
+        .await
+        .starts_with("Started deploy as alice"));
+    assert!(live
+        .ask("jenkins last deploy")
+        .await
+        .starts_with("deploy #1: SUCCESS"));
+    live.finish().await;
+    assert!(
+        !deputy.brain_dir().exists(),
+        "the sandbox keeps its brain out of the real one"
+    );
+}

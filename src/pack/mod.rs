@@ -843,6 +843,35 @@ reply = "Started {{ job }}"
     }
 
     #[test]
+    fn oauth1_packs_refuse_form_bodies() {
+        let pack = r#"
+[service]
+name = "x"
+prefixes = ["x"]
+base_url = "https://api.example.com"
+auth = { kind = "oauth1" }
+
+[[command]]
+name = "post"
+help = "x"
+method = "POST"
+path = "/p"
+query = "a=1"
+body = "b=2"
+content_type = "application/x-www-form-urlencoded"
+"#;
+        let e = load(pack).unwrap_err().to_string();
+        assert!(e.starts_with("commands/x.toml:8:"), "{e}");
+        assert!(e.contains("cannot send a form body"), "{e}");
+        let ok = load(&pack.replace("content_type = \"application/x-www-form-urlencoded\"\n", ""))
+            .unwrap();
+        assert_eq!(
+            ok.service.auth_url("/oauth/request_token"),
+            "https://api.example.com/oauth/request_token"
+        );
+    }
+
+    #[test]
     fn binding_arguments() {
         let p = load(GOOD).unwrap();
         let c = &p.commands[0];
