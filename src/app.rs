@@ -77,14 +77,11 @@ pub fn load_packs(config: &Config) -> Result<(Vec<Pack>, Templates), StartError>
                 .get(name)
                 .and_then(|o| o.consumer_key.clone())
         });
-        match (key, env("SECRET")) {
-            (Some(key), Some(secret)) => {
-                pack.service.consumer = Some(pack::Consumer {
-                    key,
-                    secret: crate::auth::Secret::new(secret),
-                })
-            }
-            _ => {}
+        if let (Some(key), Some(secret)) = (key, env("SECRET")) {
+            pack.service.consumer = Some(pack::Consumer {
+                key,
+                secret: crate::auth::Secret::new(secret),
+            });
         }
     }
     Ok((packs, templates))
