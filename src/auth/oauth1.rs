@@ -157,20 +157,7 @@ pub async fn start(
         Ok(c) => c,
         Err(r) => return Ok(Err(r)),
     };
-    let callback = callback_url(d, pack);
-    let mut url = match reqwest::Url::parse(&request_url) {
-        Ok(u) => u,
-        Err(e) => return Err(anyhow::anyhow!("{}: request token URL: {e}", s.name).into()),
-    };
-    url.query_pairs_mut()
-        .append_pair("oauth_callback", &callback);
-    let call = Call {
-        method: reqwest::Method::POST,
-        url,
-        headers: vec![],
-        body: None,
-        response: ResponseKind::Form,
-    };
+    let call = token_call(&request_url, ("oauth_callback", &callback_url(d, pack)))?;
     let auth = Auth::OAuth1 {
         consumer,
         token: None,
@@ -310,17 +297,7 @@ pub async fn finish(
         }
     };
     let (_, _, access_url) = endpoints(pack).expect("an oauth1 pack");
-    let mut url = reqwest::Url::parse(&access_url)
-        .map_err(|e| anyhow::anyhow!("{}: access token URL: {e}", s.name))?;
-    url.query_pairs_mut()
-        .append_pair("oauth_verifier", verifier);
-    let call = Call {
-        method: reqwest::Method::POST,
-        url,
-        headers: vec![],
-        body: None,
-        response: ResponseKind::Form,
-    };
+    let call = token_call(&access_url, ("oauth_verifier", verifier))?;
     let auth = Auth::OAuth1 {
         consumer,
         token: Some((&flow.request_token, flow.request_token_secret.expose())),
@@ -381,6 +358,21 @@ pub async fn finish(
             "Linked to {who} on {}. Commands now run as you; `{p} logout` unlinks.",
             s.name
         )),
+    })
+}
+
+/// A POST to a token endpoint. The `oauth_*` parameter rides in the query, from where
+/// reqwest-oauth1 moves it into the signed Authorization header.
+fn token_call(endpoint: &str, param: (&str, &str)) -> anyhow::Result<Call> {
+    let mut url = reqwest::Url::parse(endpoint)
+        .map_err(|e| anyhow::anyhow!("OAuth endpoint {endpoint:?}: {e}"))?;
+    url.query_pairs_mut().append_pair(param.0, param.1);
+    Ok(Call {
+        method: reqwest::Method::POST,
+        url,
+        headers: vec![],
+        body: None,
+        response: ResponseKind::Form,
     })
 }
 
