@@ -1,8 +1,6 @@
 //! Criterion benchmarks for the hot paths with no network: sealing and opening a credential,
 //! and one message through addressing → tokenizing → routing → brain lookup → reply.
 
-use std::sync::Arc;
-
 use criterion::{criterion_group, criterion_main, Criterion};
 use deputy::brain::seal::Sealer;
 use deputy::chat::{Adapter, Deleted, Message, Reply};
@@ -46,7 +44,7 @@ fn dispatch(c: &mut Criterion) {
     config.brain.path = dir.path().join("brain");
     let (packs, templates) = deputy::app::load_packs(&config).unwrap();
     let brain = deputy::app::open_brain(&config, Sealer::new(&secret(), &[]).unwrap()).unwrap();
-    let d = Arc::new(deputy::app::dispatcher(&config, packs, templates, brain).unwrap());
+    let d = deputy::app::dispatcher(&config, packs, templates, brain, &[]).unwrap();
     let msg = |text: &str| Message {
         adapter: "bench".into(),
         workspace: "w".into(),

@@ -62,22 +62,21 @@ pub fn load_config(path: &Path, explicit: bool) -> Result<Config, StartError> {
 pub fn load_packs(config: &Config) -> Result<(Vec<Pack>, Templates), StartError> {
     let (mut packs, templates) = load_packs_only(config)?;
     for pack in &mut packs {
-        if !matches!(pack.service.auth, pack::AuthKind::OAuth1 { .. }) {
-            continue;
-        }
         let name = &pack.service.name;
-        let env = |what: &str| {
-            std::env::var(crate::auth::oauth1::consumer_env(name, what))
-                .ok()
-                .filter(|v| !v.trim().is_empty())
+        let (key_env, secret_env) = match consumer_envs(pack) {
+            Some(e) => e,
+            None => continue,
         };
-        let key = env("KEY").or_else(|| {
-            config
-                .services
-                .get(name)
-                .and_then(|o| o.consumer_key.clone())
+        let env = |var: &str| std::env::var(var).ok().filter(|v| !v.trim().is_empty());
+        let from_config = config.services.get(name).and_then(|o| {
+            if matches!(pack.service.auth, pack::AuthKind::OAuth2(_)) {
+                o.client_id.clone()
+            } else {
+                o.consumer_key.clone()
+            }
         });
-        if let (Some(key), Some(secret)) = (key, env("SECRET")) {
+        let key = env(&key_env).or(from_config);
+        if let (Some(key), Some(secret)) = (key, env(&secret_env)) {
             pack.service.consumer = Some(pack::Consumer {
                 key,
                 secret: crate::auth::Secret::new(secret),
@@ -87,20 +86,33 @@ pub fn load_packs(config: &Config) -> Result<(Vec<Pack>, Templates), StartError>
     Ok((packs, templates))
 }
 
+/// The environment variables holding an OAuth service's client credentials.
+fn consumer_envs(pack: &Pack) -> Option<(String, String)> {
+    let name = &pack.service.name;
+    match pack.service.auth {
+        pack::AuthKind::OAuth1 { .. } => Some((
+            crate::auth::oauth1::consumer_env(name, "KEY"),
+            crate::auth::oauth1::consumer_env(name, "SECRET"),
+        )),
+        pack::AuthKind::OAuth2(_) => Some((
+            crate::auth::oauth2::client_env(name, "ID"),
+            crate::auth::oauth2::client_env(name, "SECRET"),
+        )),
+        _ => None,
+    }
+}
+
 /// One line per OAuth service that has no consumer credentials: its users cannot sign in.
 pub fn missing_consumers(packs: &[Pack]) -> Vec<String> {
     packs
         .iter()
-        .filter(|p| {
-            matches!(p.service.auth, pack::AuthKind::OAuth1 { .. }) && p.service.consumer.is_none()
-        })
-        .map(|p| {
+        .filter(|p| p.service.auth.is_oauth() && p.service.consumer.is_none())
+        .filter_map(|p| {
             let name = &p.service.name;
-            format!(
-                "service {name} has no OAuth consumer: set {} and {} (or disable it with [services.{name}] enabled = false); until then its sign-in tells users it is not set up",
-                crate::auth::oauth1::consumer_env(name, "KEY"),
-                crate::auth::oauth1::consumer_env(name, "SECRET"),
-            )
+            let (key, secret) = consumer_envs(p)?;
+            Some(format!(
+                "service {name} has no OAuth client credentials: set {key} and {secret} (or disable it with [services.{name}] enabled = false); until then its sign-in tells users it is not set up"
+            ))
         })
         .collect()
 }
@@ -186,17 +198,30 @@ pub fn open_brain(config: &Config, sealer: Sealer) -> Result<Brain, StartError> 
     })
 }
 
+/// The dispatcher, ready to share. `extra_roots` are PEM certificates to trust besides the
+/// system's and `[http] ca_file`'s (the sandbox's own).
 pub fn dispatcher(
     config: &Config,
     packs: Vec<Pack>,
     templates: Templates,
     brain: Brain,
-) -> Result<Dispatcher, StartError> {
-    let upstream = Upstream::new(&config.http).map_err(|e| StartError {
-        code: exit::RUNTIME,
+    extra_roots: &[String],
+) -> Result<Arc<Dispatcher>, StartError> {
+    let mut roots = Vec::new();
+    if let Some(file) = &config.http.ca_file {
+        let file = config.resolve(file);
+        roots.push(
+            std::fs::read_to_string(&file).map_err(|e| {
+                StartError::config(format!("[http] ca_file {}: {e}", file.display()))
+            })?,
+        );
+    }
+    roots.extend(extra_roots.iter().cloned());
+    let upstream = Upstream::new(&config.http, &roots).map_err(|e| StartError {
+        code: exit::CONFIG,
         message: format!("cannot build the HTTP client: {e}"),
     })?;
-    Ok(Dispatcher {
+    Ok(Dispatcher::new(Dispatcher {
         addressing: Addressing::new(&config.bot.name, &config.bot.aliases),
         packs,
         templates: Arc::new(templates),
@@ -205,5 +230,7 @@ pub fn dispatcher(
         auth: config.auth.clone(),
         public_url: config.web.public_url.clone(),
         adapters: Default::default(),
-    })
+        background: Default::default(),
+        me: Default::default(),
+    }))
 }

@@ -54,6 +54,8 @@ pub struct HttpConfig {
     pub connect_timeout_secs: u64,
     /// Seconds to wait for a whole upstream call, unless a service says otherwise.
     pub timeout_secs: u64,
+    /// A PEM file of extra CA certificates to trust (self-hosted services with a private CA).
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Sign-in flows.
@@ -97,8 +99,10 @@ pub struct ServiceOverride {
     pub timeout_secs: Option<u64>,
     /// Replaces where the pack's OAuth endpoints live (default: follows `base_url`).
     pub auth_base_url: Option<String>,
-    /// The OAuth consumer key (the secret comes only from `DEPUTY_<SERVICE>_CONSUMER_SECRET`).
+    /// The OAuth 1.0a consumer key (the secret comes only from `DEPUTY_<SERVICE>_CONSUMER_SECRET`).
     pub consumer_key: Option<String>,
+    /// The OAuth 2.0 client id (the secret comes only from `DEPUTY_<SERVICE>_CLIENT_SECRET`).
+    pub client_id: Option<String>,
 }
 
 impl Default for BotConfig {
@@ -124,6 +128,7 @@ impl Default for HttpConfig {
         HttpConfig {
             connect_timeout_secs: 5,
             timeout_secs: 20,
+            ca_file: None,
         }
     }
 }

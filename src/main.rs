@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use secrecy::ExposeSecret;
@@ -137,7 +136,7 @@ async fn run(cli: Cli) -> Result<(), StartError> {
                 warn_missing_consumers(&packs);
                 let (sealer, source) = app::sealer(&config, true)?;
                 warn_dev_secret(&source);
-                serve(&config, packs, templates, sealer, options).await
+                serve(&config, packs, templates, sealer, options, &[]).await
             }
         }
         Command::Run => {
@@ -149,7 +148,7 @@ async fn run(cli: Cli) -> Result<(), StartError> {
                 user,
                 public: false,
             };
-            serve(&config, packs, templates, sealer, options).await
+            serve(&config, packs, templates, sealer, options, &[]).await
         }
         Command::Brain {
             command: BrainCommand::Reseal,
@@ -241,7 +240,7 @@ async fn sandbox_shell(
         dir = dir.display(),
         token = sandbox::JENKINS_TOKEN,
     );
-    let result = serve(&config, packs, templates, sealer, options).await;
+    let result = serve(&config, packs, templates, sealer, options, &[]).await;
     provider.shutdown();
     let _ = std::fs::remove_dir_all(&dir);
     result
@@ -253,15 +252,15 @@ async fn serve(
     templates: deputy::pack::Templates,
     sealer: deputy::brain::seal::Sealer,
     options: ShellOptions,
+    extra_roots: &[String],
 ) -> Result<(), StartError> {
     let brain = app::open_brain(config, sealer)?;
-    let dispatcher = app::dispatcher(config, packs, templates, brain)?;
+    let dispatcher = app::dispatcher(config, packs, templates, brain, extra_roots)?;
     tracing::info!(
         services = dispatcher.packs.len(),
         key_id = %dispatcher.brain.key_id(),
         "deputy started"
     );
-    let dispatcher = Arc::new(dispatcher);
     let (stop_web, web_stopped) = tokio::sync::oneshot::channel::<()>();
     let web = match &config.web.listen {
         Some(addr) => {

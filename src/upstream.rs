@@ -35,6 +35,8 @@ pub enum Auth<'a> {
     Anonymous,
     /// An API key applied as a header (Basic, Bearer, a custom header).
     Key(&'a Credential),
+    /// An OAuth 2.0 access token (`Authorization: Bearer`).
+    Bearer(&'a str),
     /// An OAuth 1.0a signature with the consumer and, when there is one, a token and its
     /// secret (a request token while signing in, an access token after).
     OAuth1 {
@@ -76,8 +78,13 @@ pub enum CallError {
 }
 
 impl Upstream {
-    pub fn new(http: &HttpConfig) -> anyhow::Result<Upstream> {
-        let client = reqwest::Client::builder()
+    pub fn new(http: &HttpConfig, extra_roots: &[String]) -> anyhow::Result<Upstream> {
+        let mut builder = reqwest::Client::builder();
+        // A private CA (a self-hosted service, or a test's loopback TLS server).
+        for pem in extra_roots {
+            builder = builder.add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes())?);
+        }
+        let client = builder
             .connect_timeout(Duration::from_secs(http.connect_timeout_secs))
             // A redirect could carry the user's credential to another host: never follow.
             .redirect(reqwest::redirect::Policy::none())
@@ -87,6 +94,11 @@ impl Upstream {
             client,
             default_timeout: Duration::from_secs(http.timeout_secs),
         })
+    }
+
+    /// The shared HTTP client (for the OAuth 2.0 library's requests).
+    pub fn client(&self) -> reqwest::Client {
+        self.client.clone()
     }
 
     pub fn timeout_for(&self, service: &Service) -> Duration {
@@ -183,10 +195,21 @@ impl Upstream {
                 .header(reqwest::header::CONTENT_TYPE, content_type.as_str())
                 .body(body.clone());
         }
-        if let Auth::Key(c) = auth {
-            req = c
-                .apply(&service.auth, req)
-                .map_err(|e| CallError::Other(e.to_string()))?;
+        match auth {
+            Auth::Key(c) => {
+                req = c
+                    .apply(&service.auth, req)
+                    .map_err(|e| CallError::Other(e.to_string()))?;
+            }
+            Auth::Bearer(token) => {
+                let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+                    .map_err(|_| {
+                        CallError::Other("the stored token is not valid in a header".into())
+                    })?;
+                value.set_sensitive(true);
+                req = req.header(reqwest::header::AUTHORIZATION, value);
+            }
+            Auth::Anonymous | Auth::OAuth1 { .. } => {}
         }
         Ok(req)
     }

@@ -16,6 +16,7 @@ pub fn router(dispatcher: Arc<Dispatcher>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/oauth1/{service}/callback", get(oauth1_callback))
+        .route("/oauth2/{service}/callback", get(oauth2_callback))
         .with_state(dispatcher)
 }
 
@@ -53,6 +54,41 @@ async fn oauth1_callback(
         Ok((false, text)) => page(StatusCode::BAD_REQUEST, &text),
         Err(crate::dispatch::Internal(e)) => {
             tracing::error!(service = %service, error = %format!("{e:#}"), "oauth1 callback failed");
+            page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong on deputy's side; the operator can find it in the log.",
+            )
+        }
+    }
+}
+
+async fn oauth2_callback(
+    State(d): State<Arc<Dispatcher>>,
+    Path(service): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    // `code` + `state`, or `error` (access_denied) + `state` (RFC 6749 4.1.2).
+    let Some(state) = q.get("state") else {
+        return page(
+            StatusCode::BAD_REQUEST,
+            "This is not a complete sign-in answer (state is missing).",
+        );
+    };
+    let code = match (q.get("code"), q.get("error")) {
+        (Some(c), None) => Some(c.as_str()),
+        (_, Some(_)) => None,
+        (None, None) => {
+            return page(
+                StatusCode::BAD_REQUEST,
+                "This is not a complete sign-in answer (code is missing).",
+            )
+        }
+    };
+    match crate::auth::oauth2::callback(&d, &service, state, code).await {
+        Ok((true, text)) => page(StatusCode::OK, &text),
+        Ok((false, text)) => page(StatusCode::BAD_REQUEST, &text),
+        Err(crate::dispatch::Internal(e)) => {
+            tracing::error!(service = %service, error = %format!("{e:#}"), "oauth2 callback failed");
             page(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Something went wrong on deputy's side; the operator can find it in the log.",

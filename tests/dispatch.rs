@@ -26,7 +26,7 @@ impl Adapter for Recording {
     }
 }
 
-fn dispatcher(dir: &std::path::Path) -> Dispatcher {
+fn dispatcher(dir: &std::path::Path) -> Arc<Dispatcher> {
     let mut config = Config::default();
     config.bot.packs = concat!(env!("CARGO_MANIFEST_DIR"), "/commands").into();
     config.brain.path = dir.join("brain");
@@ -34,7 +34,7 @@ fn dispatcher(dir: &std::path::Path) -> Dispatcher {
     let secret =
         SecretString::from("aGVsbG8gdGhpcyBpcyBhIHRlc3Qgc2VjcmV0IGtleSAxMjM0NTY3OA==".to_string());
     let brain = deputy::app::open_brain(&config, Sealer::new(&secret, &[]).unwrap()).unwrap();
-    deputy::app::dispatcher(&config, packs, templates, brain).unwrap()
+    deputy::app::dispatcher(&config, packs, templates, brain, &[]).unwrap()
 }
 
 fn public(text: &str) -> Message {

@@ -12,7 +12,7 @@ use super::{now_secs, Credential, Secret};
 pub fn link_first(pack: &Pack) -> Reply {
     let s = &pack.service;
     Reply::new(match s.auth {
-        AuthKind::OAuth1 { .. } => format!(
+        AuthKind::OAuth1 { .. } | AuthKind::OAuth2(_) => format!(
             "You haven't linked your {} account yet. Run `{} setupauth` and I'll send you a sign-in link.",
             s.name, s.prefixes[0]
         ),
@@ -119,10 +119,29 @@ pub async fn logout(d: &Dispatcher, msg: &Message, pack: &Pack) -> Handled {
         ));
     }
     let owner = msg.owner();
-    let existed = d
-        .brain
-        .delete(&KeyPath::credential(&owner, &s.name))
-        .await?;
+    let key = KeyPath::credential(&owner, &s.name);
+    d.stop_poll(&key);
+    let revoked = match d.brain.get::<Credential>(&key).await? {
+        Some(c @ Credential::OAuth2 { .. }) => Some(super::oauth2::revoke(d, pack, &c).await),
+        _ => None,
+    };
+    let existed = d.brain.delete(&key).await?;
+    if let Some(revoked) = revoked {
+        return reply(match revoked {
+            Ok(true) => format!("Revoked your {} token at {} and deleted it here.", s.name, s.name),
+            Ok(false) => format!(
+                "Deleted your {} token here. {} declares no way to revoke it, so it stays valid there until it expires or you revoke it yourself.",
+                s.name, s.name
+            ),
+            Err(why) => {
+                tracing::warn!(service = %s.name, reason = %why, "token revocation failed");
+                format!(
+                    "Deleted your {} token here, but could not revoke it at {} ({why}): revoke it there yourself.",
+                    s.name, s.name
+                )
+            }
+        });
+    }
     let flow_key = super::oauth1::flow_key(&owner, &s.name);
     if let Some(flow) = d.brain.get::<super::oauth1::PendingFlow>(&flow_key).await? {
         d.brain.delete(&flow_key).await?;
@@ -155,8 +174,17 @@ pub async fn whoami(d: &Dispatcher, msg: &Message, pack: &Pack) -> Handled {
         return Ok(vec![link_first(pack)]);
     };
     match (&s.whoami, &credential) {
-        (Some(request), _) => d.run(msg, pack, "whoami", request, Args::new()).await,
+        (Some(request), _) => d.run(msg, pack, "whoami", request, Args::new(), &[]).await,
         (None, Credential::OAuth1 { .. }) => reply(super::oauth1::linked_as(pack, &credential)),
+        (None, Credential::OAuth2 { scopes, .. }) => reply(format!(
+            "You are linked to {} (scopes: {}).",
+            s.name,
+            if scopes.is_empty() {
+                "none".to_string()
+            } else {
+                scopes.join(", ")
+            }
+        )),
         (None, _) => reply(format!(
             "You are linked to {} with a key stored {}.",
             s.name,

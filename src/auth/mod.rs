@@ -3,6 +3,7 @@
 
 pub mod apikey;
 pub mod oauth1;
+pub mod oauth2;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -61,6 +62,17 @@ pub enum Credential {
         screen_name: Option<String>,
         linked_at: u64,
     },
+    /// An OAuth 2.0 token from the device or browser flow.
+    #[serde(rename = "oauth2")]
+    OAuth2 {
+        access_token: Secret,
+        refresh_token: Option<Secret>,
+        /// Unix seconds when the access token expires, if the provider said.
+        expires_at: Option<u64>,
+        /// Scopes the provider granted.
+        scopes: Vec<String>,
+        linked_at: u64,
+    },
 }
 
 impl Credential {
@@ -74,7 +86,7 @@ impl Credential {
             anyhow::bail!("an OAuth 1.0a token is applied by signing the request, not a header");
         };
         let value = match kind {
-            AuthKind::None | AuthKind::OAuth1 { .. } => return Ok(req),
+            AuthKind::None | AuthKind::OAuth1 { .. } | AuthKind::OAuth2(_) => return Ok(req),
             AuthKind::Basic { .. } => {
                 use base64::Engine;
                 let encoded = base64::engine::general_purpose::STANDARD.encode(secret.expose());
@@ -98,9 +110,9 @@ impl Credential {
 
     pub fn linked_at(&self) -> u64 {
         match self {
-            Credential::ApiKey { linked_at, .. } | Credential::OAuth1 { linked_at, .. } => {
-                *linked_at
-            }
+            Credential::ApiKey { linked_at, .. }
+            | Credential::OAuth1 { linked_at, .. }
+            | Credential::OAuth2 { linked_at, .. } => *linked_at,
         }
     }
 }

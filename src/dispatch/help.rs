@@ -47,6 +47,21 @@ pub fn service(_d: &Dispatcher, pack: &Pack) -> Vec<Reply> {
     }
     match &s.auth {
         AuthKind::None => out.push_str("No account needed.\n"),
+        AuthKind::OAuth2(o) => {
+            out.push_str("Your account:\n");
+            out.push_str(&format!(
+                "`{p} setupauth` — get a sign-in link (sent only to you)\n"
+            ));
+            if o.grant == crate::pack::Grant::AuthorizationCode {
+                out.push_str(&format!(
+                    "`{p} auth <code>` — finish signing in with the 6-digit code the page showed\n"
+                ));
+            }
+            out.push_str(&format!(
+                "`{p} whoami` — whether you are linked, and as whom\n"
+            ));
+            out.push_str(&format!("`{p} logout` — revoke and forget your token\n"));
+        }
         AuthKind::OAuth1 { .. } => {
             out.push_str("Your account:\n");
             out.push_str(&format!(

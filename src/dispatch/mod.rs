@@ -6,11 +6,11 @@ pub mod help;
 pub mod parse;
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use minijinja::Value;
 
-use crate::auth::{apikey, oauth1, Credential};
+use crate::auth::{apikey, oauth1, oauth2, Credential};
 use crate::brain::{Brain, KeyPath};
 use crate::chat::{Adapter, Message, Reply};
 use crate::config::AuthConfig;
@@ -31,6 +31,19 @@ pub struct Dispatcher {
     pub public_url: Option<String>,
     /// Running adapters by name, to tell a user something outside a reply (a callback).
     pub adapters: RwLock<HashMap<String, Arc<dyn Adapter>>>,
+    /// Work that outlives a message: device-flow polls, refresh locks.
+    pub background: Background,
+    /// This dispatcher itself, for background tasks (set by [`Dispatcher::new`]).
+    pub me: Weak<Dispatcher>,
+}
+
+/// State for work that outlives the message that started it.
+#[derive(Default)]
+pub struct Background {
+    /// Device-flow polls by credential key, so a new setupauth or a logout stops the old one.
+    polls: Mutex<HashMap<String, tokio::task::AbortHandle>>,
+    /// One refresh at a time per credential key.
+    refresh_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// Something went wrong on deputy's side: logged with a reference, never shown in full.
@@ -46,6 +59,64 @@ impl<E: Into<anyhow::Error>> From<E> for Internal {
 pub type Handled = Result<Vec<Reply>, Internal>;
 
 impl Dispatcher {
+    /// Shares the dispatcher, wiring its reference to itself for background tasks.
+    pub fn new(mut d: Dispatcher) -> Arc<Dispatcher> {
+        Arc::new_cyclic(|me| {
+            d.me = me.clone();
+            d
+        })
+    }
+
+    /// Starts polling a device flow in the background, replacing the user's previous poll.
+    pub fn poll_device(
+        &self,
+        conversation: oauth1::Conversation,
+        service: String,
+        client: oauth2::DeviceClient,
+        details: ::oauth2::StandardDeviceAuthorizationResponse,
+    ) {
+        let Some(me) = self.me.upgrade() else {
+            return;
+        };
+        let key = KeyPath::credential(&conversation.owner(), &service).to_string();
+        let task = tokio::spawn(async move {
+            oauth2::poll_device(&me, conversation, service, client, details).await;
+        });
+        let old = self
+            .background
+            .polls
+            .lock()
+            .expect("polls poisoned")
+            .insert(key, task.abort_handle());
+        if let Some(old) = old {
+            old.abort();
+        }
+    }
+
+    /// Stops the user's device-flow poll for a service, if one runs.
+    pub fn stop_poll(&self, key: &KeyPath) {
+        if let Some(h) = self
+            .background
+            .polls
+            .lock()
+            .expect("polls poisoned")
+            .remove(&key.to_string())
+        {
+            h.abort();
+        }
+    }
+
+    /// The lock that makes refreshes of one credential happen one at a time.
+    pub fn refresh_lock(&self, key: &KeyPath) -> Arc<tokio::sync::Mutex<()>> {
+        self.background
+            .refresh_locks
+            .lock()
+            .expect("refresh locks poisoned")
+            .entry(key.to_string())
+            .or_default()
+            .clone()
+    }
+
     /// Answers one message. Returns no replies when the message is not addressed to the bot.
     pub async fn handle(&self, msg: &Message, adapter: &dyn Adapter) -> Vec<Reply> {
         match self.route(msg, adapter).await {
@@ -96,6 +167,7 @@ impl Dispatcher {
         if let Some((name, used)) = builtin {
             let args = &rest[used..];
             let oauth1 = matches!(pack.service.auth, AuthKind::OAuth1 { .. });
+            let oauth2 = matches!(pack.service.auth, AuthKind::OAuth2(_));
             return match name.as_str() {
                 "help" => Ok(help::service(self, pack)),
                 "setkey" => apikey::setkey(self, msg, pack, args).await,
@@ -103,6 +175,8 @@ impl Dispatcher {
                 "whoami" => apikey::whoami(self, msg, pack).await,
                 "setupauth" if oauth1 => oauth1::setupauth(self, msg, pack).await,
                 "auth" if oauth1 => oauth1::auth(self, msg, pack, args).await,
+                "setupauth" if oauth2 => oauth2::setupauth(self, msg, pack).await,
+                "auth" if oauth2 => oauth2::auth(self, msg, pack, args).await,
                 // API-key services explain what to do instead.
                 _ => Ok(apikey::not_oauth(self, pack)),
             };
@@ -120,8 +194,15 @@ impl Dispatcher {
                 ))
             }
         };
-        self.run(msg, pack, &command.name, &command.request, args)
-            .await
+        self.run(
+            msg,
+            pack,
+            &command.name,
+            &command.request,
+            args,
+            &command.scopes,
+        )
+        .await
     }
 
     /// The pack whose service name or prefix is `word`.
@@ -185,9 +266,10 @@ impl Dispatcher {
         command: &str,
         request: &Request,
         args: Args,
+        scopes: &[String],
     ) -> Handled {
         let service = &pack.service;
-        let credential = if service.auth.needs_credential() {
+        let mut credential = if service.auth.needs_credential() {
             match self.credential(msg, pack).await? {
                 Some(c) => Some(c),
                 None => return Ok(vec![apikey::link_first(pack)]),
@@ -195,44 +277,65 @@ impl Dispatcher {
         } else {
             None
         };
-        let auth = match &credential {
-            None => Auth::Anonymous,
-            Some(c @ Credential::ApiKey { .. }) => Auth::Key(c),
-            Some(Credential::OAuth1 {
-                token,
-                token_secret,
-                ..
-            }) => match oauth1::consumer(pack) {
-                Ok(consumer) => Auth::OAuth1 {
-                    consumer,
-                    token: Some((token.expose(), token_secret.expose())),
-                },
-                Err(reply) => return Ok(vec![reply]),
-            },
-        };
-        let ctx = self.context(msg, pack, &args, None);
-        let call = match self.build_call(pack, request, &ctx) {
-            Ok(call) => call,
-            Err(e) => return Ok(vec![e]),
-        };
-        let response = match self
-            .upstream
-            .send(&msg.owner(), service, command, call, auth)
-            .await
-        {
-            Ok(r) => r,
-            Err(CallError::Rejected(status)) if matches!(service.auth, AuthKind::OAuth1 { .. }) => {
-                // The stored token no longer works: offer a fresh sign-in in the same reply.
-                let why = format!(
-                    "{} rejected your authorization (HTTP {status}); it may have been revoked.",
-                    service.name
-                );
-                return Ok(vec![match oauth1::start(self, msg, pack).await? {
-                    Ok(link) => Reply::private(format!("{why} {link}")),
-                    Err(r) => Reply::new(format!("{why} {}", r.text)),
-                }]);
+        if let Some(c @ Credential::OAuth2 { .. }) = credential {
+            let missing = oauth2::missing_scopes(&c, scopes);
+            if !missing.is_empty() {
+                return reply(format!(
+                    "`{} {command}` needs the {} scope(s), which your {} sign-in does not have. Run `{} setupauth` to sign in again with them.",
+                    service.prefixes[0],
+                    missing.join(", "),
+                    service.name,
+                    service.prefixes[0]
+                ));
             }
-            Err(e) => return reply(self.explain(pack, e)),
+            credential = match oauth2::usable(self, msg, pack, c).await? {
+                Ok(c) => Some(c),
+                Err(r) => return Ok(vec![r]),
+            };
+        }
+        let ctx = self.context(msg, pack, &args, None);
+        let mut refreshed = false;
+        let response = loop {
+            let call = match self.build_call(pack, request, &ctx) {
+                Ok(call) => call,
+                Err(e) => return Ok(vec![e]),
+            };
+            let auth = match auth_for(pack, credential.as_ref()) {
+                Ok(a) => a,
+                Err(r) => return Ok(vec![r]),
+            };
+            match self
+                .upstream
+                .send(&msg.owner(), service, command, call, auth)
+                .await
+            {
+                Ok(r) => break r,
+                // An OAuth 2.0 token the provider refuses gets one refresh and one retry.
+                Err(CallError::Rejected(_))
+                    if !refreshed && matches!(credential, Some(Credential::OAuth2 { .. })) =>
+                {
+                    refreshed = true;
+                    let stale = credential.take().expect("matched above");
+                    match oauth2::refresh(self, msg, pack, &stale).await? {
+                        Ok(c) => credential = Some(c),
+                        Err(r) => return Ok(vec![r]),
+                    }
+                }
+                Err(CallError::Rejected(status))
+                    if matches!(service.auth, AuthKind::OAuth1 { .. }) =>
+                {
+                    // The stored token no longer works: offer a fresh sign-in in the same reply.
+                    let why = format!(
+                        "{} rejected your authorization (HTTP {status}); it may have been revoked.",
+                        service.name
+                    );
+                    return Ok(vec![match oauth1::start(self, msg, pack).await? {
+                        Ok(link) => Reply::private(format!("{why} {link}")),
+                        Err(r) => Reply::new(format!("{why} {}", r.text)),
+                    }]);
+                }
+                Err(e) => return reply(self.explain(pack, e)),
+            }
         };
         let ctx = self.context(msg, pack, &args, Some(&response));
         let text = self
@@ -336,7 +439,7 @@ impl Dispatcher {
         match e {
             CallError::Rejected(status) => match &pack.service.auth {
                 AuthKind::None => format!("{name} refused the request (HTTP {status})."),
-                AuthKind::OAuth1 { .. } => format!(
+                AuthKind::OAuth1 { .. } | AuthKind::OAuth2(_) => format!(
                     "{name} rejected your authorization (HTTP {status}). Run `{prefix} setupauth` to sign in again."
                 ),
                 kind => format!(
@@ -419,6 +522,23 @@ impl Dispatcher {
 
 pub fn reply(text: impl Into<String>) -> Handled {
     Ok(vec![Reply::new(text)])
+}
+
+/// How to authenticate a call with the user's credential.
+fn auth_for<'a>(pack: &'a Pack, credential: Option<&'a Credential>) -> Result<Auth<'a>, Reply> {
+    Ok(match credential {
+        None => Auth::Anonymous,
+        Some(c @ Credential::ApiKey { .. }) => Auth::Key(c),
+        Some(Credential::OAuth1 {
+            token,
+            token_secret,
+            ..
+        }) => Auth::OAuth1 {
+            consumer: oauth1::consumer(pack)?,
+            token: Some((token.expose(), token_secret.expose())),
+        },
+        Some(Credential::OAuth2 { access_token, .. }) => Auth::Bearer(access_token.expose()),
+    })
 }
 
 /// The candidate closest to `word`, if it is close enough to be a typo.

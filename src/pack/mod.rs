@@ -89,6 +89,49 @@ pub enum AuthKind {
         /// Where the endpoints live when not on `base_url` (operators override it).
         base_url: Option<String>,
     },
+    /// OAuth 2.0: the device flow or the browser flow with PKCE and a magic code.
+    #[serde(rename = "oauth2")]
+    OAuth2(OAuth2Def),
+}
+
+/// Which OAuth 2.0 grant a service links with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Grant {
+    /// RFC 8628: the user enters a short code on the provider's page; deputy polls.
+    Device,
+    /// Browser redirect with PKCE, then a magic code typed in chat.
+    AuthorizationCode,
+}
+
+/// How deputy authenticates itself (the client) at the token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuth {
+    /// HTTP Basic with the client id and secret (RFC 6749 2.3.1, the default).
+    #[default]
+    Basic,
+    /// `client_id` and `client_secret` in the form body (GitHub's way).
+    Body,
+}
+
+/// An OAuth 2.0 service's endpoints and scopes, as a pack declares them.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuth2Def {
+    pub grant: Grant,
+    /// Where the endpoints live when not on `base_url` (GitHub: github.com vs api.github.com).
+    pub base_url: Option<String>,
+    pub device_authorization_url: Option<String>,
+    pub authorize_url: Option<String>,
+    pub token_url: String,
+    /// RFC 7009; without it `logout` only forgets the token.
+    pub revocation_url: Option<String>,
+    /// Scopes every sign-in asks for, besides those commands declare.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub client_auth: ClientAuth,
 }
 
 fn default_request_token_url() -> String {
@@ -110,6 +153,11 @@ impl AuthKind {
         )
     }
 
+    /// Whether the user signs in with a link (OAuth) rather than pasting a key.
+    pub fn is_oauth(&self) -> bool {
+        matches!(self, AuthKind::OAuth1 { .. } | AuthKind::OAuth2(_))
+    }
+
     /// Whether commands need the user's credential at all.
     pub fn needs_credential(&self) -> bool {
         !matches!(self, AuthKind::None)
@@ -118,7 +166,7 @@ impl AuthKind {
     /// What to paste after `setkey`, as the pack author described it.
     pub fn hint(&self) -> &str {
         match self {
-            AuthKind::None | AuthKind::OAuth1 { .. } => "",
+            AuthKind::None | AuthKind::OAuth1 { .. } | AuthKind::OAuth2(_) => "",
             AuthKind::Basic { hint } => hint.as_deref().unwrap_or("user:token"),
             AuthKind::Bearer { hint } | AuthKind::Header { hint, .. } => {
                 hint.as_deref().unwrap_or("your API token")
@@ -133,6 +181,8 @@ pub struct Command {
     pub usage: String,
     pub help: String,
     pub args: Vec<ArgSpec>,
+    /// OAuth 2.0 scopes the user's token must carry.
+    pub scopes: Vec<String>,
     pub request: Request,
 }
 
@@ -344,6 +394,8 @@ struct CommandDef {
     usage: Option<String>,
     #[serde(default)]
     args: Vec<String>,
+    #[serde(default)]
+    scopes: Vec<String>,
     #[serde(default = "get")]
     method: Spanned<String>,
     path: Spanned<String>,
@@ -554,6 +606,38 @@ pub fn load_one(file: &Path, text: &str, templates: &mut Templates) -> Result<Pa
                 None => base_url.clone(),
             }
         }
+        AuthKind::OAuth2(o) => {
+            let needed = match o.grant {
+                Grant::Device => ("device_authorization_url", &o.device_authorization_url),
+                Grant::AuthorizationCode => ("authorize_url", &o.authorize_url),
+            };
+            if needed.1.is_none() {
+                return Err(at(
+                    0,
+                    format!("oauth2 grant {:?} needs auth.{}", o.grant, needed.0),
+                ));
+            }
+            let urls = [
+                Some(&o.token_url),
+                o.device_authorization_url.as_ref(),
+                o.authorize_url.as_ref(),
+                o.revocation_url.as_ref(),
+            ];
+            for u in urls.into_iter().flatten() {
+                if !(u.starts_with('/') || check_base_url(u).is_ok()) {
+                    return Err(at(
+                        0,
+                        format!(
+                            "auth endpoint {u:?} must be a path starting with / or an http(s) URL"
+                        ),
+                    ));
+                }
+            }
+            match &o.base_url {
+                Some(u) => check_base_url(u).map_err(|m| at(0, format!("auth base_url: {m}")))?,
+                None => base_url.clone(),
+            }
+        }
         _ => base_url.clone(),
     };
     let whoami = match &s.whoami {
@@ -628,11 +712,18 @@ pub fn load_one(file: &Path, text: &str, templates: &mut Templates) -> Result<Pa
                 .collect::<Vec<_>>()
                 .join(" ")
         });
+        if !c.scopes.is_empty() && !matches!(s.auth, AuthKind::OAuth2(_)) {
+            return Err(at(
+                start,
+                format!("command {cname:?}: `scopes` only applies to oauth2 services"),
+            ));
+        }
         commands.push(Command {
             name: cname,
             usage,
             help: c.help.trim().to_string(),
             args,
+            scopes: c.scopes.clone(),
             request,
         });
     }

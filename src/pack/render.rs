@@ -32,6 +32,7 @@ impl Templates {
         env.set_keep_trailing_newline(false);
         env.add_filter("truncate", truncate);
         env.add_filter("segment", segment);
+        env.add_filter("segments", segments);
         env.add_filter("querystring", querystring);
         Templates { env }
     }
@@ -106,6 +107,26 @@ fn segment(value: String) -> String {
     percent_encoding::utf8_percent_encode(&value, UNRESERVED).to_string()
 }
 
+/// `{{ repo | segments }}`: a `/`-separated path (`owner/repo`), each part encoded as a
+/// segment; empty, `.` and `..` parts are refused so an argument cannot climb the path.
+fn segments(value: String) -> Result<String, minijinja::Error> {
+    let parts: Vec<&str> = value.split('/').collect();
+    if parts
+        .iter()
+        .any(|p| p.is_empty() || *p == "." || *p == "..")
+    {
+        return Err(minijinja::Error::new(
+            minijinja::ErrorKind::InvalidOperation,
+            format!("{value:?} is not a path like owner/name"),
+        ));
+    }
+    Ok(parts
+        .into_iter()
+        .map(|p| segment(p.to_string()))
+        .collect::<Vec<_>>()
+        .join("/"))
+}
+
 /// `{{ params | querystring }}`: a list of `key=value` words, or a map, as an encoded query
 /// string (`a b=c&d` → `a%20b=c%26d`).
 fn querystring(value: Value) -> Result<String, minijinja::Error> {
@@ -149,15 +170,27 @@ mod tests {
         let mut t = Templates::new();
         t.add(
             "a",
-            "{{ job | urlencode }} {{ job | segment }} {{ params | querystring }} {{ s | truncate(4) }} <{{ x }}>",
+            "{{ job | urlencode }} {{ job | segment }} {{ job | segments }} {{ params | querystring }} {{ s | truncate(4) }} <{{ x }}>",
             None,
         )
         .unwrap();
         let ctx = minijinja::context! { job => "a b/c", params => vec!["x=1", "y=a b&c=d"], s => "abcdef", x => "<b>" };
         assert_eq!(
             t.render("a", &ctx).unwrap(),
-            "a%20b/c a%20b%2Fc x=1&y=a%20b%26c%3Dd abc… <<b>>"
+            "a%20b/c a%20b%2Fc a%20b/c x=1&y=a%20b%26c%3Dd abc… <<b>>"
         );
+    }
+
+    #[test]
+    fn segments_refuse_climbing() {
+        let mut t = Templates::new();
+        t.add("p", "/repos/{{ r | segments }}", None).unwrap();
+        for bad in ["../user", "a//b", "a/..", ""] {
+            assert!(
+                t.render("p", &minijinja::context! { r => bad }).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

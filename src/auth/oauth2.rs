@@ -1,0 +1,773 @@
+//! OAuth 2.0 from chat, with the `oauth2` crate: the device flow (RFC 8628: deputy polls in the
+//! background and tells the user when they are linked), the browser flow with PKCE followed by
+//! a magic code typed in chat (so a leaked sign-in link cannot link someone else's account),
+//! refresh (one at a time per credential, since rotated refresh tokens must not be reused),
+//! revocation on logout (RFC 7009), and per-command scopes.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use oauth2::basic::{BasicClient, BasicErrorResponseType};
+use oauth2::{
+    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken,
+    DeviceAuthorizationUrl, EndpointMaybeSet, EndpointNotSet, PkceCodeChallenge, PkceCodeVerifier,
+    RedirectUrl, RefreshToken, RequestTokenError, RevocationUrl, Scope, StandardRevocableToken,
+    TokenResponse, TokenUrl,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::brain::{KeyPath, Owner};
+use crate::chat::{Message, Reply};
+use crate::dispatch::{reply, Dispatcher, Handled, Internal};
+use crate::pack::{AuthKind, ClientAuth, Grant, OAuth2Def, Pack};
+
+use super::oauth1::Conversation;
+use super::{now_secs, Credential, Secret};
+
+/// Refresh this long before the provider's expiry, so a command never races it.
+const REFRESH_MARGIN_SECS: u64 = 60;
+
+/// The configured client type (every endpoint optional, checked when used).
+pub type DeviceClient = Client;
+
+type Client = BasicClient<
+    EndpointMaybeSet,
+    EndpointMaybeSet,
+    EndpointNotSet,
+    EndpointMaybeSet,
+    EndpointMaybeSet,
+>;
+
+/// A transport failure talking to the provider (its text names the host, never a secret).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct HttpError(String);
+
+type HttpFuture = Pin<Box<dyn Future<Output = Result<oauth2::HttpResponse, HttpError>> + Send>>;
+
+/// The HTTP client handed to `oauth2`: ours, so connection failures are logged (the crate
+/// retries them silently while polling and would finally report only `expired_token`).
+fn http(
+    client: reqwest::Client,
+    timeout: Duration,
+    failed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> impl Fn(oauth2::HttpRequest) -> HttpFuture + Send + Sync {
+    move |request: oauth2::HttpRequest| {
+        let client = client.clone();
+        let failed = failed.clone();
+        Box::pin(async move {
+            let (parts, body) = request.into_parts();
+            let url = parts.uri.to_string();
+            let resp = client
+                .request(parts.method, &url)
+                .headers(parts.headers)
+                .body(body)
+                .timeout(timeout)
+                .send()
+                .await
+                .map_err(|e| {
+                    failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                    tracing::warn!(url = %url, error = %e, "OAuth 2.0 endpoint unreachable");
+                    HttpError(e.to_string())
+                })?;
+            let mut out = oauth2::http::Response::builder().status(resp.status());
+            for (k, v) in resp.headers() {
+                out = out.header(k, v);
+            }
+            let bytes = resp.bytes().await.map_err(|e| HttpError(e.to_string()))?;
+            out.body(bytes.to_vec())
+                .map_err(|e| HttpError(e.to_string()))
+        }) as HttpFuture
+    }
+}
+
+fn def(pack: &Pack) -> &OAuth2Def {
+    match &pack.service.auth {
+        AuthKind::OAuth2(d) => d,
+        _ => unreachable!("oauth2 built-ins run only for oauth2 packs"),
+    }
+}
+
+/// The pack's client, or the reply saying the operator has not configured it.
+fn client(d: &Dispatcher, pack: &Pack) -> Result<Client, Reply> {
+    let s = &pack.service;
+    let def = def(pack);
+    let consumer = s.consumer.as_ref().ok_or_else(|| {
+        Reply::new(format!(
+            "{} is not set up on this deputy yet: the operator needs to set {} and {}.",
+            s.name,
+            client_env(&s.name, "ID"),
+            client_env(&s.name, "SECRET"),
+        ))
+    })?;
+    let url = |u: &Option<String>| u.as_ref().map(|u| s.auth_url(u));
+    let bad = |e: oauth2::url::ParseError| {
+        Reply::new(format!("{}'s pack has a bad auth URL: {e}", s.name))
+    };
+    let redirect = match (&d.public_url, def.grant) {
+        (Some(base), Grant::AuthorizationCode) => Some(
+            RedirectUrl::new(format!(
+                "{}/oauth2/{}/callback",
+                base.trim_end_matches('/'),
+                s.name
+            ))
+            .map_err(bad)?,
+        ),
+        _ => None,
+    };
+    let mut c = BasicClient::new(ClientId::new(consumer.key.clone()))
+        .set_client_secret(ClientSecret::new(consumer.secret.expose().to_string()))
+        .set_auth_type(match def.client_auth {
+            ClientAuth::Basic => AuthType::BasicAuth,
+            ClientAuth::Body => AuthType::RequestBody,
+        })
+        .set_auth_uri_option(
+            url(&def.authorize_url)
+                .map(AuthUrl::new)
+                .transpose()
+                .map_err(bad)?,
+        )
+        .set_device_authorization_url_option(
+            url(&def.device_authorization_url)
+                .map(DeviceAuthorizationUrl::new)
+                .transpose()
+                .map_err(bad)?,
+        )
+        .set_revocation_url_option(
+            url(&def.revocation_url)
+                .map(RevocationUrl::new)
+                .transpose()
+                .map_err(bad)?,
+        )
+        .set_token_uri_option(Some(
+            TokenUrl::new(s.auth_url(&def.token_url)).map_err(bad)?,
+        ));
+    if let Some(r) = redirect {
+        c = c.set_redirect_uri(r);
+    }
+    Ok(c)
+}
+
+/// `DEPUTY_GITHUB_CLIENT_ID` and friends.
+pub fn client_env(service: &str, what: &str) -> String {
+    format!(
+        "DEPUTY_{}_CLIENT_{what}",
+        service.to_uppercase().replace('-', "_")
+    )
+}
+
+/// Every scope a sign-in asks for: the pack's own and every command's.
+fn scopes(pack: &Pack) -> Vec<String> {
+    let mut all: Vec<String> = def(pack).scopes.clone();
+    for c in &pack.commands {
+        for s in &c.scopes {
+            if !all.contains(s) {
+                all.push(s.clone());
+            }
+        }
+    }
+    all
+}
+
+fn flow_key(owner: &Owner, service: &str) -> KeyPath {
+    super::oauth1::flow_key(owner, service)
+}
+
+fn state_key(service: &str, state: &str) -> KeyPath {
+    KeyPath::of("oauth2state", &[service, state])
+}
+
+fn magic_key(owner: &Owner, service: &str) -> KeyPath {
+    KeyPath::of(
+        "magic",
+        &[&owner.adapter, &owner.workspace, &owner.user, service],
+    )
+}
+
+/// A sign-in in progress for one user.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "grant", rename_all = "snake_case")]
+pub enum PendingFlow {
+    /// deputy is polling; nothing for the user to type.
+    Device {
+        user_code: String,
+        verification_uri: String,
+        expires_at: u64,
+    },
+    /// Waiting for the browser to come back with this `state`.
+    Browser { state: String, expires_at: u64 },
+}
+
+/// What the browser callback finds by `state`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StateRecord {
+    conversation: Conversation,
+    pkce_verifier: Secret,
+    expires_at: u64,
+}
+
+/// A token obtained through the browser, held until the magic code is typed in chat.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct MagicPending {
+    credential: Credential,
+    code: Secret,
+    attempts: u32,
+    expires_at: u64,
+}
+
+/// `setupauth`: start the pack's grant; the reply goes only to the user.
+pub async fn setupauth(d: &Dispatcher, msg: &Message, pack: &Pack) -> Handled {
+    Ok(vec![match start(d, &Conversation::of(msg), pack).await? {
+        Ok(text) => Reply::private(text),
+        Err(r) => r,
+    }])
+}
+
+/// Starts a sign-in and returns the text with the link, or the reply explaining why not.
+pub async fn start(
+    d: &Dispatcher,
+    conversation: &Conversation,
+    pack: &Pack,
+) -> Result<Result<String, Reply>, Internal> {
+    match def(pack).grant {
+        Grant::Device => start_device(d, conversation, pack).await,
+        Grant::AuthorizationCode => start_browser(d, conversation, pack).await,
+    }
+}
+
+async fn start_device(
+    d: &Dispatcher,
+    conversation: &Conversation,
+    pack: &Pack,
+) -> Result<Result<String, Reply>, Internal> {
+    let s = &pack.service;
+    let client = match client(d, pack) {
+        Ok(c) => c,
+        Err(r) => return Ok(Err(r)),
+    };
+    let failed = std::sync::Arc::default();
+    let http = http(d.upstream.client(), d.upstream.timeout_for(s), failed);
+    let request = client
+        .exchange_device_code()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", s.name))?
+        .add_scopes(scopes(pack).into_iter().map(Scope::new));
+    let details: oauth2::StandardDeviceAuthorizationResponse =
+        match request.request_async(&http).await {
+            Ok(d) => d,
+            Err(e) => {
+                return Ok(Err(Reply::new(format!(
+                    "I couldn't start a {} sign-in: {}",
+                    s.name,
+                    describe(&s.name, &e)
+                ))))
+            }
+        };
+    let owner = conversation.owner();
+    let expires_in = details.expires_in();
+    let flow = PendingFlow::Device {
+        user_code: details.user_code().secret().clone(),
+        verification_uri: details.verification_uri().to_string(),
+        expires_at: now_secs() + expires_in.as_secs(),
+    };
+    d.brain.put(&flow_key(&owner, &s.name), &flow).await?;
+    let text = format!(
+        "To link your {} account, open {} and enter the code {} . I'll tell you here when it's done; the code works for {} minute(s).",
+        s.name,
+        details.verification_uri().as_str(),
+        details.user_code().secret(),
+        expires_in.as_secs().div_ceil(60)
+    );
+    d.poll_device(conversation.clone(), s.name.clone(), client, details);
+    Ok(Ok(text))
+}
+
+/// The background half of the device flow: poll as RFC 8628 says until the user approves,
+/// declines, or the code expires; then tell the user in chat.
+pub async fn poll_device(
+    d: &Dispatcher,
+    conversation: Conversation,
+    service: String,
+    client: Client,
+    details: oauth2::StandardDeviceAuthorizationResponse,
+) {
+    let Some(pack) = d.packs.iter().find(|p| p.service.name == service) else {
+        return;
+    };
+    let failed: std::sync::Arc<std::sync::atomic::AtomicBool> = std::sync::Arc::default();
+    let http = http(
+        d.upstream.client(),
+        d.upstream.timeout_for(&pack.service),
+        failed.clone(),
+    );
+    let p = &pack.service.prefixes[0];
+    let owner = conversation.owner();
+    let result = match client.exchange_device_access_token(&details) {
+        Ok(req) => {
+            req.set_max_backoff_interval(Duration::from_secs(30))
+                .request_async(&http, tokio::time::sleep, Some(details.expires_in()))
+                .await
+        }
+        Err(e) => Err(RequestTokenError::Other(e.to_string())),
+    };
+    let text = match result {
+        Ok(token) => match store(d, &owner, pack, &token).await {
+            Ok(()) => format!(
+                "Linked your {service} account. Commands now run as you; `{p} logout` unlinks."
+            ),
+            Err(e) => {
+                tracing::error!(service = %service, error = %format!("{e:#}"), "storing a device-flow token failed");
+                "Sorry, I could not store your sign-in; the operator can find why in the log."
+                    .to_string()
+            }
+        },
+        Err(RequestTokenError::ServerResponse(e)) => {
+            use oauth2::DeviceCodeErrorResponseType as T;
+            match e.error() {
+                T::AccessDenied => format!("You declined the {service} sign-in; nothing was linked."),
+                T::ExpiredToken if failed.load(std::sync::atomic::Ordering::Relaxed) => format!(
+                    "I couldn't reach {service}'s sign-in server before the code expired (connection failed); run `{p} setupauth` to try again."
+                ),
+                T::ExpiredToken => format!(
+                    "The {service} code expired before it was entered; run `{p} setupauth` for a new one."
+                ),
+                other => format!("The {service} sign-in failed ({}); run `{p} setupauth` to try again.", other.as_ref()),
+            }
+        }
+        Err(e) => format!(
+            "The {service} sign-in failed: {} Run `{p} setupauth` to try again.",
+            describe(&service, &e)
+        ),
+    };
+    if let Err(e) = d.brain.delete(&flow_key(&owner, &service)).await {
+        tracing::warn!(error = %e, "could not drop a finished device flow");
+    }
+    d.notify(&conversation.message(), Reply::private(text))
+        .await;
+}
+
+async fn start_browser(
+    d: &Dispatcher,
+    conversation: &Conversation,
+    pack: &Pack,
+) -> Result<Result<String, Reply>, Internal> {
+    let s = &pack.service;
+    if d.public_url.is_none() {
+        return Ok(Err(Reply::new(format!(
+            "{} signs in through the browser, which needs deputy's public URL: the operator must set [web] public_url.",
+            s.name
+        ))));
+    }
+    let client = match client(d, pack) {
+        Ok(c) => c,
+        Err(r) => return Ok(Err(r)),
+    };
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let (url, state) = client
+        .authorize_url(CsrfToken::new_random)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", s.name))?
+        .add_scopes(scopes(pack).into_iter().map(Scope::new))
+        .set_pkce_challenge(challenge)
+        .url();
+    let owner = conversation.owner();
+    let expires_at = now_secs() + d.auth.flow_ttl_secs;
+    // A new sign-in replaces an older one: its state stops working.
+    if let Some(PendingFlow::Browser { state: old, .. }) =
+        d.brain.get(&flow_key(&owner, &s.name)).await?
+    {
+        d.brain.delete(&state_key(&s.name, &old)).await?;
+    }
+    d.brain
+        .put(
+            &state_key(&s.name, state.secret()),
+            &StateRecord {
+                conversation: conversation.clone(),
+                pkce_verifier: Secret::new(verifier.secret().clone()),
+                expires_at,
+            },
+        )
+        .await?;
+    d.brain
+        .put(
+            &flow_key(&owner, &s.name),
+            &PendingFlow::Browser {
+                state: state.secret().clone(),
+                expires_at,
+            },
+        )
+        .await?;
+    Ok(Ok(format!(
+        "To link your {} account, open {url} , sign in, then type here the 6-digit code the page shows: `{} auth <code>`. The link works for {} minute(s) and only for you.",
+        s.name,
+        s.prefixes[0],
+        d.auth.flow_ttl_secs.div_ceil(60)
+    )))
+}
+
+/// The browser came back to `/oauth2/<service>/callback`. Returns the page text and whether
+/// a magic code was issued.
+pub async fn callback(
+    d: &Dispatcher,
+    service: &str,
+    state: &str,
+    code: Option<&str>,
+) -> Result<(bool, String), Internal> {
+    let Some(pack) = d.packs.iter().find(|p| p.service.name == service) else {
+        return Ok((false, "Unknown service.".into()));
+    };
+    let key = state_key(service, state);
+    let Some(record) = d.brain.get::<StateRecord>(&key).await? else {
+        return Ok((
+            false,
+            "This sign-in is unknown, expired or already used (state mismatch). Start again from chat with setupauth.".into(),
+        ));
+    };
+    // One use only, whatever happens next.
+    d.brain.delete(&key).await?;
+    let owner = record.conversation.owner();
+    d.brain.delete(&flow_key(&owner, service)).await?;
+    let to = record.conversation.message();
+    let p = &pack.service.prefixes[0];
+    if now_secs() >= record.expires_at {
+        return Ok((
+            false,
+            format!("This sign-in expired. Run `{p} setupauth` in chat again."),
+        ));
+    }
+    let Some(code) = code else {
+        d.notify(
+            &to,
+            Reply::private(format!(
+                "You declined the {service} sign-in; nothing was linked."
+            )),
+        )
+        .await;
+        return Ok((false, "You declined; nothing was linked.".into()));
+    };
+    let client = match client(d, pack) {
+        Ok(c) => c,
+        Err(r) => return Ok((false, r.text)),
+    };
+    let http = http(
+        d.upstream.client(),
+        d.upstream.timeout_for(&pack.service),
+        std::sync::Arc::default(),
+    );
+    let exchange = client
+        .exchange_code(AuthorizationCode::new(code.to_string()))
+        .map_err(|e| anyhow::anyhow!("{service}: {e}"))?
+        .set_pkce_verifier(PkceCodeVerifier::new(
+            record.pkce_verifier.expose().to_string(),
+        ));
+    let token = match exchange.request_async(&http).await {
+        Ok(t) => t,
+        Err(e) => {
+            let why = describe(service, &e);
+            d.notify(
+                &to,
+                Reply::private(format!(
+                    "The {service} sign-in failed: {why} Run `{p} setupauth` to try again."
+                )),
+            )
+            .await;
+            return Ok((false, format!("The sign-in failed: {why}")));
+        }
+    };
+    let magic = format!(
+        "{:06}",
+        rand::Rng::gen_range(&mut rand::thread_rng(), 0..1_000_000u32)
+    );
+    let pending = MagicPending {
+        credential: credential(pack, &token, None),
+        code: Secret::new(magic.clone()),
+        attempts: 0,
+        expires_at: now_secs() + d.auth.flow_ttl_secs,
+    };
+    d.brain.put(&magic_key(&owner, service), &pending).await?;
+    d.notify(
+        &to,
+        Reply::private(format!(
+            "One more step: type the 6-digit code the {service} sign-in page shows: `{p} auth <code>`."
+        )),
+    )
+    .await;
+    Ok((
+        true,
+        format!("Your code is {magic}. Type `{p} auth {magic}` in chat to finish; it works only for the chat user who asked."),
+    ))
+}
+
+/// `auth <code>`: the magic code from the browser flow.
+pub async fn auth(d: &Dispatcher, msg: &Message, pack: &Pack, args: &[String]) -> Handled {
+    let s = &pack.service;
+    let p = &s.prefixes[0];
+    if def(pack).grant == Grant::Device {
+        return reply(format!(
+            "{} signs in with a device code: run `{p} setupauth`, enter the code on the page, and I'll notice by myself.",
+            s.name
+        ));
+    }
+    let code = match args {
+        [c] if c.len() == 6 && c.chars().all(|c| c.is_ascii_digit()) => c,
+        [] => {
+            return reply(format!(
+                "Send the 6-digit code the sign-in page showed: `{p} auth <code>`"
+            ))
+        }
+        _ => {
+            return reply(format!(
+                "That isn't a 6-digit code. Usage: `{p} auth <code>`"
+            ))
+        }
+    };
+    let owner = msg.owner();
+    let key = magic_key(&owner, &s.name);
+    let Some(mut pending) = d.brain.get::<MagicPending>(&key).await? else {
+        return reply(format!(
+            "You have no {} sign-in waiting for a code. Start one with `{p} setupauth`.",
+            s.name
+        ));
+    };
+    if now_secs() >= pending.expires_at {
+        d.brain.delete(&key).await?;
+        return reply(format!(
+            "That code expired; run `{p} setupauth` for a new sign-in."
+        ));
+    }
+    if !constant_time_eq(code.as_bytes(), pending.code.expose().as_bytes()) {
+        pending.attempts += 1;
+        if pending.attempts >= d.auth.max_attempts {
+            d.brain.delete(&key).await?;
+            return reply(format!(
+                "That code is wrong, and that was the last try: this sign-in is cancelled. Run `{p} setupauth` to start again."
+            ));
+        }
+        let left = d.auth.max_attempts - pending.attempts;
+        d.brain.put(&key, &pending).await?;
+        return reply(format!(
+            "That code is wrong. Check the sign-in page and try `{p} auth <code>` again ({left} tr{} left).",
+            if left == 1 { "y" } else { "ies" }
+        ));
+    }
+    d.brain
+        .put(&KeyPath::credential(&owner, &s.name), &pending.credential)
+        .await?;
+    d.brain.delete(&key).await?;
+    reply(format!(
+        "Linked your {} account. Commands now run as you; `{p} logout` unlinks.",
+        s.name
+    ))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn credential(
+    pack: &Pack,
+    token: &oauth2::basic::BasicTokenResponse,
+    previous: Option<&Credential>,
+) -> Credential {
+    let (old_refresh, old_scopes) = match previous {
+        Some(Credential::OAuth2 {
+            refresh_token,
+            scopes,
+            ..
+        }) => (refresh_token.clone(), Some(scopes.clone())),
+        _ => (None, None),
+    };
+    Credential::OAuth2 {
+        access_token: Secret::new(token.access_token().secret().clone()),
+        // A provider that does not rotate keeps the old refresh token valid.
+        refresh_token: token
+            .refresh_token()
+            .map(|r| Secret::new(r.secret().clone()))
+            .or(old_refresh),
+        expires_at: token.expires_in().map(|d| now_secs() + d.as_secs()),
+        // No `scope` in the answer means the requested ones were granted (RFC 6749 5.1).
+        scopes: token
+            .scopes()
+            .map(|s| s.iter().map(|s| s.to_string()).collect())
+            .or(old_scopes)
+            .unwrap_or_else(|| scopes(pack)),
+        linked_at: now_secs(),
+    }
+}
+
+async fn store(
+    d: &Dispatcher,
+    owner: &Owner,
+    pack: &Pack,
+    token: &oauth2::basic::BasicTokenResponse,
+) -> anyhow::Result<()> {
+    d.brain
+        .put(
+            &KeyPath::credential(owner, &pack.service.name),
+            &credential(pack, token, None),
+        )
+        .await
+}
+
+/// The user's token, refreshed first when it is about to expire. `Err` is the reply to give.
+pub async fn usable(
+    d: &Dispatcher,
+    msg: &Message,
+    pack: &Pack,
+    credential: Credential,
+) -> Result<Result<Credential, Reply>, Internal> {
+    let due = match &credential {
+        Credential::OAuth2 {
+            expires_at: Some(at),
+            ..
+        } => *at <= now_secs() + REFRESH_MARGIN_SECS,
+        _ => false,
+    };
+    if due {
+        refresh(d, msg, pack, &credential).await
+    } else {
+        Ok(Ok(credential))
+    }
+}
+
+/// Refreshes `stale`, one refresh at a time per credential: whoever waited on the lock finds
+/// the new token already stored and uses it, so a rotated refresh token is never reused.
+pub async fn refresh(
+    d: &Dispatcher,
+    msg: &Message,
+    pack: &Pack,
+    stale: &Credential,
+) -> Result<Result<Credential, Reply>, Internal> {
+    let s = &pack.service;
+    let key = KeyPath::credential(&msg.owner(), &s.name);
+    let lock = d.refresh_lock(&key);
+    let _held = lock.lock().await;
+    let current: Option<Credential> = d.brain.get(&key).await?;
+    let access = |c: &Credential| match c {
+        Credential::OAuth2 { access_token, .. } => Some(access_token.expose().to_string()),
+        _ => None,
+    };
+    let current = match current {
+        Some(c) if access(&c) != access(stale) => return Ok(Ok(c)),
+        Some(c) => c,
+        None => return Ok(Err(crate::auth::apikey::link_first(pack))),
+    };
+    let Credential::OAuth2 {
+        refresh_token: Some(refresh_token),
+        ..
+    } = &current
+    else {
+        return Ok(Err(relink(d, msg, pack, "has expired").await?));
+    };
+    let client = match client(d, pack) {
+        Ok(c) => c,
+        Err(r) => return Ok(Err(r)),
+    };
+    let http = http(
+        d.upstream.client(),
+        d.upstream.timeout_for(s),
+        std::sync::Arc::default(),
+    );
+    let result = client
+        .exchange_refresh_token(&RefreshToken::new(refresh_token.expose().to_string()))
+        .map_err(|e| anyhow::anyhow!("{}: {e}", s.name))?
+        .request_async(&http)
+        .await;
+    match result {
+        Ok(token) => {
+            let fresh = credential(pack, &token, Some(&current));
+            // Saved before use: the old refresh token is dead from now on.
+            d.brain.put(&key, &fresh).await?;
+            tracing::info!(service = %s.name, user = %msg.user, "oauth2 token refreshed");
+            Ok(Ok(fresh))
+        }
+        Err(RequestTokenError::ServerResponse(e))
+            if matches!(e.error(), BasicErrorResponseType::InvalidGrant) =>
+        {
+            d.brain.delete(&key).await?;
+            Ok(Err(
+                relink(d, msg, pack, "has expired or was revoked").await?
+            ))
+        }
+        Err(e) => Ok(Err(Reply::new(format!(
+            "I couldn't renew your {} sign-in: {} Try again in a moment.",
+            s.name,
+            describe(&s.name, &e)
+        )))),
+    }
+}
+
+/// "Your sign-in has expired" with a fresh sign-in started in the same reply.
+async fn relink(d: &Dispatcher, msg: &Message, pack: &Pack, why: &str) -> Result<Reply, Internal> {
+    let head = format!("Your {} sign-in {why}.", pack.service.name);
+    Ok(match start(d, &Conversation::of(msg), pack).await? {
+        Ok(text) => Reply::private(format!("{head} {text}")),
+        Err(r) => Reply::new(format!("{head} {}", r.text)),
+    })
+}
+
+/// The command's scopes missing from the user's token, if any.
+pub fn missing_scopes(credential: &Credential, needed: &[String]) -> Vec<String> {
+    match credential {
+        Credential::OAuth2 { scopes, .. } => needed
+            .iter()
+            .filter(|n| !scopes.contains(n))
+            .cloned()
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Revokes the token at the provider (RFC 7009), when the pack declares where.
+/// `Ok(false)`: no revocation endpoint.
+pub async fn revoke(d: &Dispatcher, pack: &Pack, credential: &Credential) -> Result<bool, String> {
+    let Credential::OAuth2 {
+        access_token,
+        refresh_token,
+        ..
+    } = credential
+    else {
+        return Ok(false);
+    };
+    if def(pack).revocation_url.is_none() {
+        return Ok(false);
+    }
+    let client = client(d, pack).map_err(|r| r.text)?;
+    // Revoking the refresh token ends the whole grant on providers that rotate.
+    let token = match refresh_token {
+        Some(r) => StandardRevocableToken::RefreshToken(RefreshToken::new(r.expose().to_string())),
+        None => StandardRevocableToken::AccessToken(oauth2::AccessToken::new(
+            access_token.expose().to_string(),
+        )),
+    };
+    let request = client.revoke_token(token).map_err(|e| match e {
+        oauth2::ConfigurationError::InsecureUrl(_) => {
+            "its revocation URL is not https, which the OAuth library refuses".to_string()
+        }
+        other => other.to_string(),
+    })?;
+    let http = http(
+        d.upstream.client(),
+        d.upstream.timeout_for(&pack.service),
+        std::sync::Arc::default(),
+    );
+    request
+        .request_async(&http)
+        .await
+        .map(|()| true)
+        .map_err(|e| describe(&pack.service.name, &e))
+}
+
+/// A token-endpoint failure in words for the user.
+fn describe<RE: std::error::Error + 'static, T: oauth2::ErrorResponse + 'static>(
+    service: &str,
+    e: &RequestTokenError<RE, T>,
+) -> String {
+    match e {
+        RequestTokenError::ServerResponse(r) => format!("{service} said {r}."),
+        RequestTokenError::Request(_) => format!("I couldn't reach {service} (connection failed)."),
+        RequestTokenError::Parse(_, _) => {
+            format!("{service} answered with something I couldn't read.")
+        }
+        RequestTokenError::Other(m) => format!("{service}: {m}."),
+    }
+}
