@@ -14,10 +14,13 @@
 //! being mirrored. [`State`] records every X request and lets a test inject faults
 //! ([`State::fail_next`]) or revoke a user's tokens.
 
+mod github;
 mod jenkins;
 pub mod oauth1_verify;
+pub mod oauth2;
 #[cfg(test)]
 mod tests;
+mod tls;
 mod x;
 
 use std::collections::{HashMap, HashSet, VecDeque};
