@@ -207,6 +207,13 @@ async fn sandbox_shell(
     let provider = sandbox::Provider::start()
         .await
         .map_err(|e| runtime(format!("cannot start the sandbox: {e}")))?;
+    let github = sandbox::oauth2::OAuth2Provider::start(Default::default())
+        .await
+        .map_err(|e| {
+            runtime(format!(
+                "cannot start the sandbox's OAuth 2.0 provider: {e}"
+            ))
+        })?;
     let (mut packs, templates) = app::load_packs(&config)?;
     let url = |s: &str| reqwest::Url::parse(s).expect("the sandbox's own URL");
     for p in &mut packs {
@@ -220,6 +227,14 @@ async fn sandbox_shell(
                 });
             }
             "jenkins" => p.service.base_url = url(&format!("{}/jenkins", provider.url)),
+            "github" => {
+                p.service.base_url = url(&format!("{}/api", github.url));
+                p.service.auth_base_url = url(&github.url);
+                p.service.consumer = Some(deputy::pack::Consumer {
+                    key: sandbox::oauth2::CLIENT_ID.into(),
+                    secret: deputy::auth::Secret::new(sandbox::oauth2::CLIENT_SECRET),
+                });
+            }
             _ => {}
         }
     }
@@ -234,14 +249,26 @@ async fn sandbox_shell(
     eprintln!(
         "deputy sandbox: a fake X and Jenkins on {url} (nothing leaves this machine; the brain is \
          {dir}, deleted at exit).\n  X:       t setupauth → open the link (or curl \"<link>&screen_name=alice\") → \
-         t auth <PIN> → t tweet hello → t search hello\n  Jenkins: jenkins setkey alice:{token} → \
+         t auth <PIN> → t tweet hello → t search hello\n  GitHub:  gh setupauth → open the page and \
+         enter the code (or curl \"{gh}/login/device?user_code=<code>&login=alice\") → gh whoami → \
+         gh issue octo/hello \"a title\"\n  Jenkins: jenkins setkey alice:{token} → \
          jenkins build deploy → jenkins last deploy",
         url = provider.url,
+        gh = github.url,
         dir = dir.display(),
         token = sandbox::JENKINS_TOKEN,
     );
-    let result = serve(&config, packs, templates, sealer, options, &[]).await;
+    let result = serve(
+        &config,
+        packs,
+        templates,
+        sealer,
+        options,
+        std::slice::from_ref(&github.ca_pem),
+    )
+    .await;
     provider.shutdown();
+    github.shutdown();
     let _ = std::fs::remove_dir_all(&dir);
     result
 }

@@ -13,6 +13,10 @@
 //! deputy's client, so that a signing mistake in the client shows up here as a 401 instead of
 //! being mirrored. [`State`] records every X request and lets a test inject faults
 //! ([`State::fail_next`]) or revoke a user's tokens.
+//!
+//! [`oauth2::OAuth2Provider`] is the OAuth 2.0 side: device flow, authorization code with
+//! PKCE, rotating refresh tokens, RFC 7009 revocation over loopback TLS, and a GitHub-shaped
+//! API, for `gh` in the sandbox and the OAuth 2.0 tests.
 
 mod github;
 mod jenkins;

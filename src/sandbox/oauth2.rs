@@ -226,6 +226,8 @@ pub(super) struct Inner {
     refreshes: usize,
     revocations: usize,
     reuse_revocations: usize,
+    /// Answer the next device poll `slow_down` whatever its timing (tests of the client).
+    force_slow_down: bool,
     pub(super) issues: Vec<Issue>,
 }
 
@@ -392,6 +394,22 @@ impl OAuth2State {
             t.expires_at > now && inner.grants.get(&t.grant).is_some_and(|g| !g.revoked)
         };
         inner.access_tokens.values().filter(live).count()
+    }
+
+    /// The next device-code poll gets `slow_down` (and the interval grows), however late it
+    /// comes: lets a test check that the client then waits longer.
+    pub fn force_slow_down_next(&self) {
+        self.lock().force_slow_down = true;
+    }
+
+    /// Revokes every grant of `login`, as a user would on the provider's settings page: their
+    /// access and refresh tokens stop working.
+    pub fn revoke_grants_of(&self, login: &str) {
+        for grant in self.lock().grants.values_mut() {
+            if grant.login == login {
+                grant.revoked = true;
+            }
+        }
     }
 
     /// Approves a pending, unexpired device code for `login`, as the device page would.
@@ -1072,6 +1090,10 @@ fn device_grant(s: &OAuth2State, params: &Params) -> Response {
         .last_poll
         .is_some_and(|last| now.duration_since(last) < interval);
     device.last_poll = Some(now);
+    let too_soon = too_soon || std::mem::take(&mut inner.force_slow_down);
+    let Some(device) = inner.devices.get_mut(device_code) else {
+        return invalid_grant("unknown or already used device_code");
+    };
     if too_soon {
         device.interval_secs += SLOW_DOWN_STEP_SECS;
         let interval = device.interval_secs;

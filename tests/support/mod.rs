@@ -466,3 +466,66 @@ pub async fn approve_and_read_pin(link: &str, screen_name: &str) -> String {
     page[start..end].to_string()
 }
 
+impl Deputy {
+    /// Config pointing a github pack at a fake OAuth 2.0 provider, trusting its TLS
+    /// certificate. `pack` replaces the shipped `github.toml` when given.
+    pub fn github(
+        provider: &deputy::sandbox::oauth2::OAuth2Provider,
+        pack: Option<&str>,
+        extra: &str,
+    ) -> Deputy {
+        let mut d = Deputy::new(
+            "http://127.0.0.1:9",
+            &format!(
+                "\n[services.github]\nbase_url = \"{url}/api\"\nauth_base_url = \"{url}\"\nclient_id = \"{id}\"\n\n[http]\nca_file = \"ca.pem\"\n{extra}",
+                url = provider.url,
+                id = deputy::sandbox::oauth2::CLIENT_ID,
+            ),
+        );
+        std::fs::write(d.dir.path().join("ca.pem"), &provider.ca_pem).unwrap();
+        if let Some(pack) = pack {
+            let packs = d.dir.path().join("packs");
+            std::fs::create_dir_all(&packs).unwrap();
+            std::fs::write(packs.join("github.toml"), pack).unwrap();
+            let config = std::fs::read_to_string(d.config()).unwrap();
+            let line = config
+                .lines()
+                .find(|l| l.starts_with("packs ="))
+                .unwrap()
+                .to_string();
+            std::fs::write(d.config(), config.replace(&line, "packs = \"packs\"")).unwrap();
+            // The jenkins override in the base config needs its pack too.
+            std::fs::copy(
+                concat!(env!("CARGO_MANIFEST_DIR"), "/commands/jenkins.toml"),
+                packs.join("jenkins.toml"),
+            )
+            .unwrap();
+        }
+        d.env.push((
+            "DEPUTY_GITHUB_CLIENT_SECRET".into(),
+            deputy::sandbox::oauth2::CLIENT_SECRET.into(),
+        ));
+        d
+    }
+}
+
+/// The shipped github pack with some lines replaced (a test's variant of it).
+pub fn github_pack(replace: &[(&str, &str)]) -> String {
+    let mut pack =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/commands/github.toml"))
+            .unwrap();
+    for (from, to) in replace {
+        assert!(pack.contains(from), "{from:?} not in github.toml");
+        pack = pack.replace(from, to);
+    }
+    pack
+}
+
+/// A free port on 127.0.0.1 for deputy's own listener.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
