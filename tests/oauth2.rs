@@ -338,3 +338,39 @@ async fn the_sandbox_shell_links_github_with_the_device_flow() {
     );
     live.finish().await;
 }
+
+#[tokio::test]
+async fn a_wrong_client_secret_and_an_http_revocation_url_get_clear_replies() {
+    let p = provider(OAuth2Options::default()).await;
+    let http_revoke = github_pack(&[(
+        "client_auth = \"body\"",
+        &format!(
+            "client_auth = \"body\"\nrevocation_url = \"{}/login/oauth/revoke\"",
+            p.url
+        ),
+    )]);
+    let mut deputy = Deputy::github(&p, Some(&http_revoke), "");
+    let right = deputy.env.pop().unwrap();
+    deputy.env.push((right.0.clone(), "not-the-secret".into()));
+    let mut live = Live::start(&deputy, &["shell", "--user", "alice"]);
+    let r = live.ask("gh setupauth").await;
+    assert!(
+        r.starts_with("I couldn't start a github sign-in: github said invalid_client"),
+        "{r}"
+    );
+    assert!(!r.contains("not-the-secret"));
+    live.finish().await;
+
+    deputy.env.pop();
+    deputy.env.push(right);
+    let mut live = Live::start(&deputy, &["shell", "--user", "alice"]);
+    link_device(&mut live, &p, "alice").await;
+    let r = live.ask("gh logout").await;
+    assert!(
+        r.contains("could not revoke it at github (its revocation URL is not https"),
+        "{r}"
+    );
+    assert!(r.starts_with("Deleted your github token here"), "{r}");
+    assert_eq!(p.state.revocations(), 0);
+    live.finish().await;
+}
