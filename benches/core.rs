@@ -52,6 +52,7 @@ fn dispatch(c: &mut Criterion) {
         user_name: "alice".into(),
         channel: "c".into(),
         id: "1".into(),
+        thread: None,
         direct: false,
         text: text.into(),
     };

@@ -19,6 +19,8 @@ pub struct Config {
     pub http: HttpConfig,
     pub auth: AuthConfig,
     pub web: WebConfig,
+    pub discord: DiscordConfig,
+    pub slack: SlackConfig,
     /// Per-service overrides of what the packs declare, keyed by service name.
     pub services: BTreeMap<String, ServiceOverride>,
     /// Where the file was loaded from; relative paths are resolved against its folder.
@@ -75,6 +77,26 @@ impl Default for AuthConfig {
             max_attempts: 5,
         }
     }
+}
+
+/// The Discord adapter. The bot token comes only from `DISCORD_TOKEN`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscordConfig {
+    pub enabled: bool,
+    /// A Discord-compatible REST base (a rate-limit proxy such as nirn-proxy, or a test
+    /// server); unset: discord.com.
+    pub proxy: Option<String>,
+}
+
+/// The Slack adapter (Socket Mode). Tokens come only from `SLACK_APP_TOKEN` (xapp-…) and
+/// `SLACK_BOT_TOKEN` (xoxb-…).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackConfig {
+    pub enabled: bool,
+    /// Slack's Web API base; unset: https://slack.com/api/.
+    pub api_url: Option<String>,
 }
 
 /// deputy's own HTTP listener: OAuth callbacks and health.
@@ -141,6 +163,8 @@ impl Default for Config {
             http: HttpConfig::default(),
             auth: AuthConfig::default(),
             web: WebConfig::default(),
+            discord: DiscordConfig::default(),
+            slack: SlackConfig::default(),
             services: BTreeMap::new(),
             base_dir: PathBuf::from("."),
             path: None,
@@ -232,6 +256,12 @@ impl Config {
                     "[web] listen = {listen:?} must be an address and port, like \"127.0.0.1:8080\""
                 ))
             })?;
+        }
+        if let Some(url) = &self.discord.proxy {
+            check_base_url(url).map_err(|m| invalid(format!("[discord] proxy: {m}")))?;
+        }
+        if let Some(url) = &self.slack.api_url {
+            check_base_url(url).map_err(|m| invalid(format!("[slack] api_url: {m}")))?;
         }
         if let Some(url) = &self.web.public_url {
             check_base_url(url).map_err(|m| invalid(format!("[web] public_url: {m}")))?;

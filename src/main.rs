@@ -136,7 +136,15 @@ async fn run(cli: Cli) -> Result<(), StartError> {
                 warn_missing_consumers(&packs);
                 let (sealer, source) = app::sealer(&config, true)?;
                 warn_dev_secret(&source);
-                serve(&config, packs, templates, sealer, options, &[]).await
+                serve(
+                    &config,
+                    packs,
+                    templates,
+                    sealer,
+                    Front::Shell(options),
+                    &[],
+                )
+                .await
             }
         }
         Command::Run => {
@@ -148,7 +156,21 @@ async fn run(cli: Cli) -> Result<(), StartError> {
                 user,
                 public: false,
             };
-            serve(&config, packs, templates, sealer, options, &[]).await
+            // Check the platform tokens before opening anything.
+            let tokens = chat_tokens(&config)?;
+            if config.discord.enabled || config.slack.enabled {
+                serve(&config, packs, templates, sealer, Front::Chat(tokens), &[]).await
+            } else {
+                serve(
+                    &config,
+                    packs,
+                    templates,
+                    sealer,
+                    Front::Shell(options),
+                    &[],
+                )
+                .await
+            }
         }
         Command::Brain {
             command: BrainCommand::Reseal,
@@ -263,7 +285,7 @@ async fn sandbox_shell(
         packs,
         templates,
         sealer,
-        options,
+        Front::Shell(options),
         std::slice::from_ref(&github.ca_pem),
     )
     .await;
@@ -273,12 +295,118 @@ async fn sandbox_shell(
     result
 }
 
+/// What the bot talks through.
+enum Front {
+    /// The terminal (or a pipe).
+    Shell(ShellOptions),
+    /// The chat platforms the config enables.
+    Chat(ChatTokens),
+}
+
+/// Platform tokens, read from the environment only.
+struct ChatTokens {
+    discord: Option<secrecy::SecretString>,
+    slack: Option<(secrecy::SecretString, secrecy::SecretString)>,
+}
+
+fn chat_tokens(config: &deputy::config::Config) -> Result<ChatTokens, StartError> {
+    let env = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+            .map(secrecy::SecretString::from)
+            .ok_or_else(|| StartError {
+                code: exit::CONFIG,
+                message: format!(
+                    "{name} is not set; the adapter that needs it is enabled in the config"
+                ),
+            })
+    };
+    Ok(ChatTokens {
+        discord: config
+            .discord
+            .enabled
+            .then(|| env("DISCORD_TOKEN"))
+            .transpose()?,
+        slack: if config.slack.enabled {
+            Some((env("SLACK_APP_TOKEN")?, env("SLACK_BOT_TOKEN")?))
+        } else {
+            None
+        },
+    })
+}
+
+/// Runs the enabled chat adapters until SIGINT or SIGTERM, then stops taking messages,
+/// sends the replies in flight and returns.
+async fn chat(
+    config: &deputy::config::Config,
+    runner: std::sync::Arc<Runner>,
+    tokens: ChatTokens,
+) -> Result<(), StartError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let failed = |what: &str, e: &dyn std::fmt::Display| StartError {
+        code: exit::RUNTIME,
+        message: format!("{what}: {e}"),
+    };
+    let mut terminate = signal(SignalKind::terminate()).map_err(|e| failed("signals", &e))?;
+    let mut discord = None;
+    if let Some(token) = &tokens.discord {
+        let mut d = deputy::chat::discord::Discord::new(
+            token.expose_secret(),
+            config.discord.proxy.as_deref(),
+            runner.clone(),
+        )
+        .await
+        .map_err(|e| failed("discord", &e))?;
+        let shards = d.shard_manager();
+        let task = tokio::spawn(async move { d.client.start().await });
+        discord = Some((shards, task));
+    }
+    let mut slack = None;
+    if let Some((app, bot)) = &tokens.slack {
+        slack = Some(
+            deputy::chat::slack::Slack::start(
+                config.slack.api_url.as_deref(),
+                app.expose_secret(),
+                bot.expose_secret(),
+                runner.clone(),
+            )
+            .await
+            .map_err(|e| failed("slack", &e))?,
+        );
+    }
+    let discord_ended = async {
+        match &mut discord {
+            Some((_, task)) => task.await,
+            None => std::future::pending().await,
+        }
+    };
+    let result = tokio::select! {
+        _ = tokio::signal::ctrl_c() => Ok(()),
+        _ = terminate.recv() => Ok(()),
+        ended = discord_ended => match ended {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(failed("discord", &e)),
+            Err(e) => Err(failed("discord", &e)),
+        },
+    };
+    tracing::info!("shutting down: finishing replies in flight");
+    if let Some((shards, _)) = discord.as_ref() {
+        shards.shutdown_all().await;
+    }
+    if let Some(slack) = slack {
+        slack.stop().await;
+    }
+    runner.drain().await;
+    result
+}
+
 async fn serve(
     config: &deputy::config::Config,
     packs: Vec<deputy::pack::Pack>,
     templates: deputy::pack::Templates,
     sealer: deputy::brain::seal::Sealer,
-    options: ShellOptions,
+    front: Front,
     extra_roots: &[String],
 ) -> Result<(), StartError> {
     let brain = app::open_brain(config, sealer)?;
@@ -306,10 +434,13 @@ async fn serve(
         None => None,
     };
     let runner = Runner::new(dispatcher);
-    let result = shell::run(runner, options).await.map_err(|e| StartError {
-        code: exit::RUNTIME,
-        message: format!("shell: {e}"),
-    });
+    let result = match front {
+        Front::Shell(options) => shell::run(runner, options).await.map_err(|e| StartError {
+            code: exit::RUNTIME,
+            message: format!("shell: {e}"),
+        }),
+        Front::Chat(tokens) => chat(config, runner, tokens).await,
+    };
     let _ = stop_web.send(());
     if let Some(web) = web {
         let _ = web.await;

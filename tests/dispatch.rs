@@ -45,6 +45,7 @@ fn public(text: &str) -> Message {
         user_name: "alice".into(),
         channel: "general".into(),
         id: "m-77".into(),
+        thread: None,
         direct: false,
         text: text.into(),
     }

@@ -22,6 +22,8 @@ pub struct Conversation {
     pub user_name: String,
     pub channel: String,
     pub direct: bool,
+    #[serde(default)]
+    pub thread: Option<String>,
 }
 
 impl Conversation {
@@ -33,6 +35,7 @@ impl Conversation {
             user_name: msg.user_name.clone(),
             channel: msg.channel.clone(),
             direct: msg.direct,
+            thread: msg.thread.clone(),
         }
     }
 
@@ -45,6 +48,7 @@ impl Conversation {
             user_name: self.user_name.clone(),
             channel: self.channel.clone(),
             id: String::new(),
+            thread: self.thread.clone(),
             direct: self.direct,
             text: String::new(),
         }

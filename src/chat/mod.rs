@@ -2,7 +2,10 @@
 //! [`Runner`] that handles every message in its own task while keeping one user's messages in
 //! one conversation in the order they were sent.
 
+pub mod discord;
 pub mod shell;
+pub mod slack;
+pub mod split;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -26,6 +29,9 @@ pub struct Message {
     pub channel: String,
     /// The platform's id of this message (for deletion and threading).
     pub id: String,
+    /// The thread replies belong in, where the platform keeps threads apart from channels
+    /// (Slack's `thread_ts`); `None` elsewhere.
+    pub thread: Option<String>,
     /// A direct message: only the user and the bot can read it. Secrets are accepted only here.
     pub direct: bool,
     pub text: String,
@@ -87,6 +93,11 @@ pub enum Deleted {
 pub trait Adapter: Send + Sync + 'static {
     async fn send(&self, to: &Message, reply: Reply) -> anyhow::Result<()>;
     async fn delete(&self, message: &Message) -> Deleted;
+    /// Shows that the bot is working on `message` (a typing indicator) until the returned
+    /// guard is dropped. Most adapters show nothing.
+    async fn busy(&self, _message: &Message) -> Option<Box<dyn Send>> {
+        None
+    }
 }
 
 type Job = (Message, Arc<dyn Adapter>);
@@ -156,6 +167,17 @@ impl Runner {
                 }
             };
             let (message, adapter) = job;
+            // Only for messages meant for the bot: chatter in a channel shows no typing.
+            let addressed = self
+                .dispatcher
+                .addressing
+                .strip(&message.text, message.direct)
+                .is_some();
+            let _busy = if addressed {
+                adapter.busy(&message).await
+            } else {
+                None
+            };
             for reply in self.dispatcher.handle(&message, adapter.as_ref()).await {
                 if let Err(e) = adapter.send(&message, reply).await {
                     tracing::warn!(adapter = %message.adapter, error = %e, "could not send a reply");

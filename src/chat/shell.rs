@@ -147,6 +147,7 @@ pub async fn run(runner: Arc<Runner>, options: ShellOptions) -> anyhow::Result<(
                 format!("dm:{}", state.user)
             },
             id: id.to_string(),
+            thread: None,
             direct: !state.public,
             text: line.to_string(),
         };
