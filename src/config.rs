@@ -97,6 +97,8 @@ pub struct SlackConfig {
     pub enabled: bool,
     /// Slack's Web API base; unset: https://slack.com/api/.
     pub api_url: Option<String>,
+    /// Socket Mode connections to keep open (Slack spreads events over them); default 2.
+    pub connections: Option<u32>,
 }
 
 /// deputy's own HTTP listener: OAuth callbacks and health.

@@ -367,6 +367,7 @@ async fn chat(
         slack = Some(
             deputy::chat::slack::Slack::start(
                 config.slack.api_url.as_deref(),
+                config.slack.connections.unwrap_or(2).max(1),
                 app.expose_secret(),
                 bot.expose_secret(),
                 runner.clone(),

@@ -173,6 +173,7 @@ impl Slack {
     /// `api_url` replaces `https://slack.com/api/` (a plain-http URL is allowed for tests).
     pub async fn start(
         api_url: Option<&str>,
+        connections: u32,
         app_token: &str,
         bot_token: &str,
         runner: Arc<Runner>,
@@ -181,28 +182,16 @@ impl Slack {
             Some(url) if url.starts_with("http://") => {
                 let connector = SlackClientHyperConnector::with_connector(HttpConnector::new())
                     .with_slack_api_url(url);
-                Self::start_with(connector, app_token, bot_token, runner, 2).await
+                Self::start_with(connector, app_token, bot_token, runner, connections).await
             }
             other => {
                 let mut connector = SlackClientHyperConnector::new()?;
                 if let Some(url) = other {
                     connector = connector.with_slack_api_url(url);
                 }
-                Self::start_with(connector, app_token, bot_token, runner, 2).await
+                Self::start_with(connector, app_token, bot_token, runner, connections).await
             }
         }
-    }
-
-    /// One Socket Mode connection instead of Slack's usual two (for tests).
-    pub async fn start_single(
-        api_url: &str,
-        app_token: &str,
-        bot_token: &str,
-        runner: Arc<Runner>,
-    ) -> anyhow::Result<Slack> {
-        let connector = SlackClientHyperConnector::with_connector(HttpConnector::new())
-            .with_slack_api_url(api_url);
-        Self::start_with(connector, app_token, bot_token, runner, 1).await
     }
 
     async fn start_with<H: Send + Sync + Clone + Connect + 'static>(

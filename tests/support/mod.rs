@@ -36,6 +36,8 @@ pub struct JenkinsState {
     pub seen: Mutex<Vec<Seen>>,
     /// `jobs/slow` waits for this before answering.
     pub release_slow: Notify,
+    /// Signalled when a `slow` request has arrived (and is waiting).
+    pub slow_started: Notify,
 }
 
 pub struct FakeJenkins {
@@ -174,7 +176,9 @@ async fn last(
         // Never answers: the client's timeout must fire.
         "hang" => std::future::pending::<Response>().await,
         "slow" => {
-            s.release_slow.notified().await;
+            let released = s.release_slow.notified();
+            s.slow_started.notify_one();
+            released.await;
             last_build("slow")
         }
         other => last_build(other),
