@@ -13,7 +13,8 @@ use deputy::chat::Runner;
 
 /// A chat-ops bot that calls external APIs as the chat user who asks.
 ///
-/// Exit codes: 0 ok, 1 runtime error, 2 usage error, 3 invalid config or command pack,
+/// Exit codes: 0 ok, 1 runtime error, 2 usage error, 3 invalid config or command pack or a
+/// missing platform token,
 /// 4 missing, malformed or wrong DEPUTY_SECRET.
 #[derive(Parser)]
 #[command(version, propagate_version = true)]
