@@ -95,7 +95,7 @@ pub struct DiscordConfig {
 #[serde(deny_unknown_fields)]
 pub struct SlackConfig {
     pub enabled: bool,
-    /// Slack's Web API base; unset: https://slack.com/api/.
+    /// Slack's Web API base; unset: https://slack.com/api.
     pub api_url: Option<String>,
     /// Socket Mode connections to keep open (Slack spreads events over them); default 2.
     pub connections: Option<u32>,

@@ -170,7 +170,7 @@ pub struct Slack {
 
 impl Slack {
     /// Connects with the app token (`xapp-…`) and answers with the bot token (`xoxb-…`).
-    /// `api_url` replaces `https://slack.com/api/` (a plain-http URL is allowed for tests).
+    /// `api_url` replaces `https://slack.com/api` (a plain-http URL is allowed for tests).
     pub async fn start(
         api_url: Option<&str>,
         connections: u32,
@@ -178,6 +178,8 @@ impl Slack {
         bot_token: &str,
         runner: Arc<Runner>,
     ) -> anyhow::Result<Slack> {
+        // slack-morphism joins the base and the method with a `/` of its own.
+        let api_url = api_url.map(|u| u.trim_end_matches('/'));
         match api_url {
             Some(url) if url.starts_with("http://") => {
                 let connector = SlackClientHyperConnector::with_connector(HttpConnector::new())
