@@ -3,6 +3,8 @@
 //! through its shell adapter.
 #![allow(dead_code)]
 
+pub mod discord;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
