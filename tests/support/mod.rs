@@ -3,6 +3,7 @@
 //! through its shell adapter.
 #![allow(dead_code)]
 
+pub mod discord;
 pub mod slack;
 
 use std::collections::HashMap;
