@@ -163,7 +163,7 @@ async fn a_refused_delete_is_reported_and_long_replies_are_split() {
         config.replace(&line, &format!("packs = {:?}", packs.path())),
     )
     .unwrap();
-    let mut child = deputy.spawn(&["run"]);
+    let child = deputy.spawn(&["run"]);
     fake.state.wait_identified(1).await;
 
     fake.state.set_delete_forbidden(true);
