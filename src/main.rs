@@ -159,19 +159,12 @@ async fn run(cli: Cli) -> Result<(), StartError> {
             };
             // Check the platform tokens before opening anything.
             let tokens = chat_tokens(&config)?;
-            if config.discord.enabled || config.slack.enabled {
-                serve(&config, packs, templates, sealer, Front::Chat(tokens), &[]).await
+            let front = if config.discord.enabled || config.slack.enabled {
+                Front::Chat(tokens)
             } else {
-                serve(
-                    &config,
-                    packs,
-                    templates,
-                    sealer,
-                    Front::Shell(options),
-                    &[],
-                )
-                .await
-            }
+                Front::Shell(options)
+            };
+            serve(&config, packs, templates, sealer, front, &[]).await
         }
         Command::Brain {
             command: BrainCommand::Reseal,
