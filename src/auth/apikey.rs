@@ -122,7 +122,9 @@ pub async fn logout(d: &Dispatcher, msg: &Message, pack: &Pack) -> Handled {
     let key = KeyPath::credential(&owner, &s.name);
     d.stop_poll(&key);
     let revoked = match d.brain.get::<Credential>(&key).await? {
-        Some(c @ Credential::OAuth2 { .. }) => Some(super::oauth2::revoke(d, pack, &c).await),
+        Some(c @ Credential::OAuth2 { .. }) => {
+            Some(super::oauth2::revoke(d, &owner, pack, &c).await)
+        }
         _ => None,
     };
     let existed = d.brain.delete(&key).await?;

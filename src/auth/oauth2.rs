@@ -46,31 +46,66 @@ pub struct HttpError(String);
 
 type HttpFuture = Pin<Box<dyn Future<Output = Result<oauth2::HttpResponse, HttpError>> + Send>>;
 
+/// Who a token-endpoint call is for, for its audit line.
+struct Audit {
+    owner: Owner,
+    service: String,
+    step: &'static str,
+}
+
 /// The HTTP client handed to `oauth2`: ours, so connection failures are logged (the crate
-/// retries them silently while polling and would finally report only `expired_token`).
+/// retries them silently while polling and would finally report only `expired_token`), and
+/// each call writes the same audit line as an API call.
 fn http(
-    client: reqwest::Client,
-    timeout: Duration,
+    d: &Dispatcher,
+    pack: &Pack,
+    owner: &Owner,
+    step: &'static str,
     failed: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> impl Fn(oauth2::HttpRequest) -> HttpFuture + Send + Sync {
+    let client = d.upstream.client();
+    let timeout = d.upstream.timeout_for(&pack.service);
+    let audit = std::sync::Arc::new(Audit {
+        owner: owner.clone(),
+        service: pack.service.name.clone(),
+        step,
+    });
     move |request: oauth2::HttpRequest| {
         let client = client.clone();
         let failed = failed.clone();
+        let audit = audit.clone();
         Box::pin(async move {
+            let started = std::time::Instant::now();
             let (parts, body) = request.into_parts();
             let url = parts.uri.to_string();
-            let resp = client
+            let sent = client
                 .request(parts.method, &url)
                 .headers(parts.headers)
                 .body(body)
                 .timeout(timeout)
                 .send()
-                .await
-                .map_err(|e| {
-                    failed.store(true, std::sync::atomic::Ordering::Relaxed);
-                    tracing::warn!(url = %url, error = %e, "OAuth 2.0 endpoint unreachable");
-                    HttpError(e.to_string())
-                })?;
+                .await;
+            let status = match &sent {
+                Ok(r) => r.status().as_u16().to_string(),
+                Err(e) if e.is_timeout() => "timeout".into(),
+                Err(_) => "unreachable".into(),
+            };
+            tracing::info!(
+                target: "deputy::audit",
+                adapter = %audit.owner.adapter,
+                workspace = %audit.owner.workspace,
+                user = %audit.owner.user,
+                service = %audit.service,
+                command = audit.step,
+                status = %status,
+                ms = started.elapsed().as_millis() as u64,
+                "token endpoint call"
+            );
+            let resp = sent.map_err(|e| {
+                failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(url = %url, error = %e, "OAuth 2.0 endpoint unreachable");
+                HttpError(e.to_string())
+            })?;
             let mut out = oauth2::http::Response::builder().status(resp.status());
             for (k, v) in resp.headers() {
                 out = out.header(k, v);
@@ -246,8 +281,13 @@ async fn start_device(
         Ok(c) => c,
         Err(r) => return Ok(Err(r)),
     };
-    let failed = std::sync::Arc::default();
-    let http = http(d.upstream.client(), d.upstream.timeout_for(s), failed);
+    let http = http(
+        d,
+        pack,
+        &conversation.owner(),
+        "setupauth",
+        std::sync::Arc::default(),
+    );
     let request = client
         .exchange_device_code()
         .map_err(|e| anyhow::anyhow!("{}: {e}", s.name))?
@@ -295,13 +335,9 @@ pub async fn poll_device(
         return;
     };
     let failed: std::sync::Arc<std::sync::atomic::AtomicBool> = std::sync::Arc::default();
-    let http = http(
-        d.upstream.client(),
-        d.upstream.timeout_for(&pack.service),
-        failed.clone(),
-    );
-    let p = &pack.service.prefixes[0];
     let owner = conversation.owner();
+    let http = http(d, pack, &owner, "device poll", failed.clone());
+    let p = &pack.service.prefixes[0];
     let result = match client.exchange_device_access_token(&details) {
         Ok(req) => {
             req.set_max_backoff_interval(Duration::from_secs(30))
@@ -448,11 +484,7 @@ pub async fn callback(
         Ok(c) => c,
         Err(r) => return Ok((false, r.text)),
     };
-    let http = http(
-        d.upstream.client(),
-        d.upstream.timeout_for(&pack.service),
-        std::sync::Arc::default(),
-    );
+    let http = http(d, pack, &owner, "callback", std::sync::Arc::default());
     let exchange = client
         .exchange_code(AuthorizationCode::new(code.to_string()))
         .map_err(|e| anyhow::anyhow!("{service}: {e}"))?
@@ -662,11 +694,7 @@ pub async fn refresh(
         Ok(c) => c,
         Err(r) => return Ok(Err(r)),
     };
-    let http = http(
-        d.upstream.client(),
-        d.upstream.timeout_for(s),
-        std::sync::Arc::default(),
-    );
+    let http = http(d, pack, &msg.owner(), "refresh", std::sync::Arc::default());
     let result = client
         .exchange_refresh_token(&RefreshToken::new(refresh_token.expose().to_string()))
         .map_err(|e| anyhow::anyhow!("{}: {e}", s.name))?
@@ -719,7 +747,12 @@ pub fn missing_scopes(credential: &Credential, needed: &[String]) -> Vec<String>
 
 /// Revokes the token at the provider (RFC 7009), when the pack declares where.
 /// `Ok(false)`: no revocation endpoint.
-pub async fn revoke(d: &Dispatcher, pack: &Pack, credential: &Credential) -> Result<bool, String> {
+pub async fn revoke(
+    d: &Dispatcher,
+    owner: &Owner,
+    pack: &Pack,
+    credential: &Credential,
+) -> Result<bool, String> {
     let Credential::OAuth2 {
         access_token,
         refresh_token,
@@ -745,11 +778,7 @@ pub async fn revoke(d: &Dispatcher, pack: &Pack, credential: &Credential) -> Res
         }
         other => other.to_string(),
     })?;
-    let http = http(
-        d.upstream.client(),
-        d.upstream.timeout_for(&pack.service),
-        std::sync::Arc::default(),
-    );
+    let http = http(d, pack, owner, "revoke", std::sync::Arc::default());
     request
         .request_async(&http)
         .await

@@ -206,6 +206,8 @@ pub struct OAuth2State {
     tls_url: String,
     options: OAuth2Options,
     inner: Mutex<Inner>,
+    /// Woken on every device-code poll, for [`OAuth2State::wait_polls`].
+    polled: tokio::sync::Notify,
 }
 
 #[derive(Default)]
@@ -316,6 +318,7 @@ impl OAuth2State {
             tls_url,
             options,
             inner: Mutex::new(inner),
+            polled: tokio::sync::Notify::new(),
         }
     }
 
@@ -327,6 +330,22 @@ impl OAuth2State {
     /// When each device-code token request (with valid client credentials) arrived, in order.
     pub fn polls(&self) -> Vec<Instant> {
         self.lock().polls.clone()
+    }
+
+    /// Resolves once `n` device-code polls have arrived; panics after 30 s.
+    pub async fn wait_polls(&self, n: usize) {
+        let wait = async {
+            loop {
+                let woken = self.polled.notified();
+                if self.lock().polls.len() >= n {
+                    return;
+                }
+                woken.await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(30), wait)
+            .await
+            .unwrap_or_else(|_| panic!("fewer than {n} device polls within 30 s"));
     }
 
     /// How many `slow_down` errors the token endpoint has sent.
@@ -1074,6 +1093,7 @@ fn device_grant(s: &OAuth2State, params: &Params) -> Response {
     let now = Instant::now();
     let mut inner = s.lock();
     inner.polls.push(now);
+    s.polled.notify_waiters();
     let Some(device) = inner.devices.get_mut(device_code) else {
         return invalid_grant("unknown or already used device_code");
     };

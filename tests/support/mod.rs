@@ -435,6 +435,19 @@ impl Live {
         self.line().await
     }
 
+    /// Closes stdin, waits for a clean exit, and returns what deputy logged.
+    pub async fn finish_with_log(mut self) -> String {
+        use tokio::io::AsyncReadExt;
+        self.stdin.take();
+        while let Ok(Some(_)) = self.out.next_line().await {}
+        let mut err = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            e.read_to_string(&mut err).await.unwrap();
+        }
+        assert!(self.child.wait().await.unwrap().success(), "{err}");
+        err
+    }
+
     /// Closes stdin and waits for a clean exit.
     pub async fn finish(mut self) -> Vec<String> {
         self.stdin.take();
