@@ -62,12 +62,21 @@ async fn device_flow_links_the_user_who_then_works_as_themselves() {
     assert!(live
         .ask("gh issues ../../user")
         .await
-        .contains("could not build that request"));
+        .contains("I can't use that argument: \"../../user\" is not a path like owner/name"));
     assert!(live
         .ask("gh logout")
         .await
         .contains("declares no way to revoke it"));
-    live.finish().await;
+    let log = live.finish_with_log().await;
+    // Token-endpoint calls are audited like API calls, and never log a token.
+    for step in ["setupauth", "device poll"] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains("deputy::audit") && l.contains(&format!("command=\"{step}\""))),
+            "no audit line for {step}:\n{log}"
+        );
+    }
+    assert!(!log.contains(deputy::sandbox::oauth2::CLIENT_SECRET));
     // deputy never polled faster than the interval the provider asked for.
     assert_eq!(p.state.slow_downs_sent(), 0);
     let polls = p.state.polls();

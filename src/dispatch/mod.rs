@@ -388,6 +388,12 @@ impl Dispatcher {
     fn build_call(&self, pack: &Pack, r: &Request, ctx: &Value) -> Result<Call, Reply> {
         let render = |name: &str| {
             self.templates.render(name, ctx).map_err(|e| {
+                if let Some(why) = e
+                    .detail()
+                    .and_then(|d| d.strip_prefix(crate::pack::render::BAD_ARGUMENT))
+                {
+                    return Reply::new(format!("I can't use that argument: {why}."));
+                }
                 tracing::error!(pack = %pack.file.display(), template = name, error = %e, "request template failed");
                 Reply::new(format!(
                     "The {} pack could not build that request; the operator can find why in the log.",

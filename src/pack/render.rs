@@ -107,6 +107,10 @@ fn segment(value: String) -> String {
     percent_encoding::utf8_percent_encode(&value, UNRESERVED).to_string()
 }
 
+/// Prefix of a filter error caused by what the user typed (not by the pack): the dispatcher
+/// shows these to the user instead of blaming the pack.
+pub const BAD_ARGUMENT: &str = "bad argument: ";
+
 /// `{{ repo | segments }}`: a `/`-separated path (`owner/repo`), each part encoded as a
 /// segment; empty, `.` and `..` parts are refused so an argument cannot climb the path.
 fn segments(value: String) -> Result<String, minijinja::Error> {
@@ -117,7 +121,7 @@ fn segments(value: String) -> Result<String, minijinja::Error> {
     {
         return Err(minijinja::Error::new(
             minijinja::ErrorKind::InvalidOperation,
-            format!("{value:?} is not a path like owner/name"),
+            format!("{BAD_ARGUMENT}{value:?} is not a path like owner/name"),
         ));
     }
     Ok(parts
