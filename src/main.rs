@@ -372,6 +372,7 @@ async fn chat(
             .map_err(|e| failed("slack", &e))?,
         );
     }
+    runner.dispatcher().resume_background().await;
     let discord_ended = async {
         match &mut discord {
             Some((_, task)) => task.await,

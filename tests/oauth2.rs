@@ -387,3 +387,35 @@ async fn a_wrong_client_secret_and_an_http_revocation_url_get_clear_replies() {
     assert_eq!(p.state.revocations(), 0);
     live.finish().await;
 }
+
+#[tokio::test]
+async fn a_device_sign_in_survives_a_restart_and_logout_cancels_one() {
+    let p = provider(OAuth2Options::default()).await;
+    let deputy = Deputy::github(&p, None, "");
+    let mut live = Live::start(&deputy, &["shell", "--user", "alice"]);
+    let code = user_code(&live.ask("gh setupauth").await);
+    live.finish().await;
+    // deputy is gone; alice approves anyway; the restarted deputy picks the poll up.
+    let mut live = Live::start(&deputy, &["shell", "--user", "alice"]);
+    assert!(p.state.approve_device(&code, "alice"));
+    assert!(live.line().await.starts_with("Linked your github account"));
+    assert_eq!(
+        live.ask("gh whoami").await,
+        "You are Alice (@alice) on GitHub."
+    );
+
+    // logout during a pending sign-in stops it: approving later links nothing.
+    let code = user_code(&live.ask("gh setupauth").await);
+    assert!(live
+        .ask("gh logout")
+        .await
+        .starts_with("Deleted your github token here"));
+    assert!(p.state.approve_device(&code, "alice"));
+    live.finish().await;
+    let live = Live::start(&deputy, &["shell", "--user", "alice"]);
+    let log = live.finish_with_log().await;
+    assert!(
+        !log.contains("resumed device-flow"),
+        "the cancelled flow stays cancelled: {log}"
+    );
+}

@@ -121,6 +121,14 @@ pub async fn logout(d: &Dispatcher, msg: &Message, pack: &Pack) -> Handled {
     let owner = msg.owner();
     let key = KeyPath::credential(&owner, &s.name);
     d.stop_poll(&key);
+    // Any sign-in in progress goes too (an OAuth 1.0a flow also has a token index).
+    let flow_key = super::oauth1::flow_key(&owner, &s.name);
+    if let Ok(Some(flow)) = d.brain.get::<super::oauth1::PendingFlow>(&flow_key).await {
+        d.brain
+            .delete(&super::oauth1::token_key(&s.name, &flow.request_token))
+            .await?;
+    }
+    d.brain.delete(&flow_key).await?;
     let revoked = match d.brain.get::<Credential>(&key).await? {
         Some(c @ Credential::OAuth2 { .. }) => {
             Some(super::oauth2::revoke(d, &owner, pack, &c).await)
@@ -143,13 +151,6 @@ pub async fn logout(d: &Dispatcher, msg: &Message, pack: &Pack) -> Handled {
                 )
             }
         });
-    }
-    let flow_key = super::oauth1::flow_key(&owner, &s.name);
-    if let Some(flow) = d.brain.get::<super::oauth1::PendingFlow>(&flow_key).await? {
-        d.brain.delete(&flow_key).await?;
-        d.brain
-            .delete(&super::oauth1::token_key(&s.name, &flow.request_token))
-            .await?;
     }
     let what = if s.auth.is_api_key() {
         "key"

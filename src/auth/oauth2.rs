@@ -224,11 +224,14 @@ fn magic_key(owner: &Owner, service: &str) -> KeyPath {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "grant", rename_all = "snake_case")]
 pub enum PendingFlow {
-    /// deputy is polling; nothing for the user to type.
+    /// deputy is polling; nothing for the user to type. Kept (sealed, with the device code)
+    /// so that a restarted deputy resumes polling.
     Device {
-        user_code: String,
-        verification_uri: String,
+        service: String,
         expires_at: u64,
+        conversation: Conversation,
+        /// The provider's device authorization response, as `oauth2` reads it.
+        details: serde_json::Value,
     },
     /// Waiting for the browser to come back with this `state`.
     Browser { state: String, expires_at: u64 },
@@ -306,9 +309,10 @@ async fn start_device(
     let owner = conversation.owner();
     let expires_in = details.expires_in();
     let flow = PendingFlow::Device {
-        user_code: details.user_code().secret().clone(),
-        verification_uri: details.verification_uri().to_string(),
+        service: s.name.clone(),
         expires_at: now_secs() + expires_in.as_secs(),
+        conversation: conversation.clone(),
+        details: serde_json::to_value(&details)?,
     };
     d.brain.put(&flow_key(&owner, &s.name), &flow).await?;
     let text = format!(
@@ -380,6 +384,49 @@ pub async fn poll_device(
     }
     d.notify(&conversation.message(), Reply::private(text))
         .await;
+}
+
+/// Restarts the device-flow polls a previous run of deputy left unfinished (called once the
+/// adapters are up, so the outcome can be told in chat). Returns how many resumed.
+pub async fn resume_polls(d: &Dispatcher) -> anyhow::Result<usize> {
+    let mut resumed = 0;
+    for key in d.brain.keys("flow/").await? {
+        // OAuth 1.0a flows share the prefix; they are not ours.
+        let Ok(Some(PendingFlow::Device {
+            service,
+            expires_at,
+            conversation,
+            details,
+        })) = d.brain.get::<PendingFlow>(&key).await
+        else {
+            continue;
+        };
+        let pack = d.packs.iter().find(|p| p.service.name == service);
+        let usable = now_secs() < expires_at;
+        let (Some(pack), true) = (pack, usable) else {
+            d.brain.delete(&key).await?;
+            continue;
+        };
+        let (Ok(client), Ok(mut details)) = (
+            client(d, pack),
+            serde_json::from_value::<oauth2::StandardDeviceAuthorizationResponse>(details),
+        ) else {
+            d.brain.delete(&key).await?;
+            continue;
+        };
+        // Poll only for what is left of the code's life.
+        let left = expires_at.saturating_sub(now_secs());
+        details = serde_json::from_value(serde_json::json!({
+            "device_code": details.device_code().secret(),
+            "user_code": details.user_code().secret(),
+            "verification_uri": details.verification_uri().as_str(),
+            "expires_in": left,
+            "interval": details.interval().as_secs(),
+        }))?;
+        d.poll_device(conversation, service, client, details);
+        resumed += 1;
+    }
+    Ok(resumed)
 }
 
 async fn start_browser(

@@ -182,6 +182,17 @@ impl Brain {
         Ok(n)
     }
 
+    /// The key paths under a prefix (such as `flow/`).
+    pub async fn keys(&self, prefix: &str) -> anyhow::Result<Vec<KeyPath>> {
+        Ok(self
+            .store
+            .keys(prefix.as_bytes())
+            .await?
+            .into_iter()
+            .filter_map(|k| String::from_utf8(k).ok().map(KeyPath))
+            .collect())
+    }
+
     /// Number of records under a key prefix (for `deputy check` and admin output).
     pub async fn count(&self, prefix: &str) -> anyhow::Result<usize> {
         Ok(self.store.keys(prefix.as_bytes()).await?.len())

@@ -117,6 +117,7 @@ pub async fn run(runner: Arc<Runner>, options: ShellOptions) -> anyhow::Result<(
     runner
         .dispatcher()
         .register_adapter(ADAPTER, adapter.clone() as Arc<dyn Adapter>);
+    runner.dispatcher().resume_background().await;
     let mut state = options;
     let counter = AtomicU64::new(0);
     while let Some(line) = lines.recv().await {

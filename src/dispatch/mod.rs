@@ -93,6 +93,17 @@ impl Dispatcher {
         }
     }
 
+    /// Resumes work a previous run left unfinished (device-flow polls); failures are logged.
+    pub async fn resume_background(&self) {
+        match oauth2::resume_polls(self).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(polls = n, "resumed device-flow sign-ins"),
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "could not resume device-flow sign-ins")
+            }
+        }
+    }
+
     /// Stops the user's device-flow poll for a service, if one runs.
     pub fn stop_poll(&self, key: &KeyPath) {
         if let Some(h) = self
