@@ -152,17 +152,7 @@ async fn a_refused_delete_is_reported_and_long_replies_are_split() {
     )
     .unwrap();
     let deputy = discord_deputy(&jenkins.url, &fake, "");
-    let config = std::fs::read_to_string(deputy.config()).unwrap();
-    let line = config
-        .lines()
-        .find(|l| l.starts_with("packs ="))
-        .unwrap()
-        .to_string();
-    std::fs::write(
-        deputy.config(),
-        config.replace(&line, &format!("packs = {:?}", packs.path())),
-    )
-    .unwrap();
+    deputy.use_packs(packs.path());
     let child = deputy.spawn(&["run"]);
     fake.state.wait_identified(1).await;
 

@@ -291,17 +291,7 @@ async fn query_shapes_the_signer_gets_wrong_are_refused_before_sending() {
         packs.join("jenkins.toml"),
     )
     .unwrap();
-    let config = std::fs::read_to_string(deputy.config()).unwrap();
-    let packs_line = config
-        .lines()
-        .find(|l| l.starts_with("packs ="))
-        .unwrap()
-        .to_string();
-    std::fs::write(
-        deputy.config(),
-        config.replace(&packs_line, "packs = \"packs\""),
-    )
-    .unwrap();
+    deputy.use_packs(&packs);
 
     let mut live = Live::start(&deputy, &["shell", "--user", "alice"]);
     assert!(link(&mut live, "alice", "alice")

@@ -417,6 +417,23 @@ fn capitalized(name: &str) -> String {
 }
 
 /// Escapes text for HTML.
+/// A minimal HTML page for the browser-facing endpoints (authorize, device pages).
+fn page(status: StatusCode, title: &str, body: &str) -> Response {
+    let html = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{title}</title></head>\
+         <body><h1>{title}</h1>\n{body}\n</body></html>\n"
+    );
+    (status, Html(html)).into_response()
+}
+
+/// A refusal shown as a page, recorded like any refusal.
+fn page_refusal(status: StatusCode, reason: &str) -> Response {
+    refuse(
+        page(status, "deputy sandbox", &format!("<p>{}</p>", esc(reason))),
+        reason,
+    )
+}
+
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")

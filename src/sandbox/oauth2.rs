@@ -47,7 +47,9 @@ use serde_json::json;
 use sha2::{Digest as _, Sha256};
 use tokio::sync::Notify;
 
-use super::{esc, fault_response, github, random_token, refuse, tls, Fault, Rejected};
+use super::{
+    esc, fault_response, github, page, page_refusal, random_token, refuse, tls, Fault, Rejected,
+};
 
 pub const CLIENT_ID: &str = "sandbox-client-id";
 pub const CLIENT_SECRET: &str = "sandbox-client-secret";
@@ -825,22 +827,6 @@ fn redirect(redirect_uri: &str, pairs: &[(&str, &str)]) -> Response {
         [(LOCATION, format!("{redirect_uri}{sep}{query}"))],
     )
         .into_response()
-}
-
-fn page(status: StatusCode, title: &str, body: &str) -> Response {
-    let title = esc(title);
-    let html = format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{title}</title></head>\
-         <body><h1>{title}</h1>\n{body}\n</body></html>\n"
-    );
-    (status, Html(html)).into_response()
-}
-
-fn page_refusal(status: StatusCode, reason: &str) -> Response {
-    refuse(
-        page(status, "deputy sandbox", &format!("<p>{}</p>", esc(reason))),
-        reason,
-    )
 }
 
 /// RFC 8628 3.1 / 3.2.

@@ -12,14 +12,14 @@ use axum::extract::{RawQuery, State as AxState};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, HOST, LOCATION};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use rand::Rng as _;
 use serde_json::{json, Value};
 
 use super::oauth1_verify::{self, SignedRequest, Verified, VerifyError};
-use super::{capitalized, esc, random_token, refuse, unix_now, State};
+use super::{capitalized, esc, page, page_refusal, random_token, refuse, unix_now, State};
 use super::{CONSUMER_KEY, CONSUMER_SECRET};
 
 /// How far `oauth_timestamp` may be from the sandbox's clock, either way.
@@ -212,21 +212,6 @@ fn redirect(callback: &str, pairs: &[(&str, &str)]) -> Response {
         [(LOCATION, format!("{callback}{sep}{query}"))],
     )
         .into_response()
-}
-
-fn page(status: StatusCode, title: &str, body: &str) -> Response {
-    let html = format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{title}</title></head>\
-         <body><h1>{title}</h1>\n{body}\n</body></html>\n"
-    );
-    (status, Html(html)).into_response()
-}
-
-fn page_refusal(status: StatusCode, reason: &str) -> Response {
-    refuse(
-        page(status, "deputy sandbox", &format!("<p>{}</p>", esc(reason))),
-        reason,
-    )
 }
 
 async fn request_token(

@@ -240,6 +240,21 @@ impl Deputy {
         d
     }
 
+    /// Points the config at another packs folder.
+    pub fn use_packs(&self, dir: &Path) {
+        let config = std::fs::read_to_string(self.config()).unwrap();
+        let line = config
+            .lines()
+            .find(|l| l.starts_with("packs ="))
+            .unwrap()
+            .to_string();
+        std::fs::write(
+            self.config(),
+            config.replace(&line, &format!("packs = {dir:?}")),
+        )
+        .unwrap();
+    }
+
     pub fn config(&self) -> PathBuf {
         self.dir.path().join("deputy.toml")
     }
@@ -507,13 +522,7 @@ impl Deputy {
             let packs = d.dir.path().join("packs");
             std::fs::create_dir_all(&packs).unwrap();
             std::fs::write(packs.join("github.toml"), pack).unwrap();
-            let config = std::fs::read_to_string(d.config()).unwrap();
-            let line = config
-                .lines()
-                .find(|l| l.starts_with("packs ="))
-                .unwrap()
-                .to_string();
-            std::fs::write(d.config(), config.replace(&line, "packs = \"packs\"")).unwrap();
+            d.use_packs(&packs);
             // The jenkins override in the base config needs its pack too.
             std::fs::copy(
                 concat!(env!("CARGO_MANIFEST_DIR"), "/commands/jenkins.toml"),
