@@ -462,6 +462,15 @@ fn check(config: &deputy::config::Config) -> Result<(), StartError> {
             p.service.base_url
         );
     }
+    let tokens = chat_tokens(config)?;
+    for (name, on) in [
+        ("discord", tokens.discord.is_some()),
+        ("slack", tokens.slack.is_some()),
+    ] {
+        if on {
+            println!("{name}: enabled, token(s) present");
+        }
+    }
     let (sealer, _) = app::sealer(config, false)?;
     deputy::brain::check_canary(&config.brain_dir(), &sealer).map_err(|e| StartError {
         code: exit::SECRET,
