@@ -258,12 +258,14 @@ async fn run_refuses_to_start_without_the_token() {
     let fake = FakeDiscord::start(BOT).await;
     let mut deputy = discord_deputy("http://127.0.0.1:9", &fake, "");
     deputy.env.clear();
-    let run = deputy.run_with_input(&["run"], &[]).await;
-    assert_eq!(run.code(), Some(3));
-    assert!(
-        run.stderr().contains("DISCORD_TOKEN is not set"),
-        "{}",
-        run.stderr()
-    );
+    for args in [&["run"][..], &["check"]] {
+        let run = deputy.run_with_input(args, &[]).await;
+        assert_eq!(run.code(), Some(3), "{args:?}");
+        assert!(
+            run.stderr().contains("DISCORD_TOKEN is not set"),
+            "{}",
+            run.stderr()
+        );
+    }
     assert_eq!(fake.state.identify_count(), 0);
 }
