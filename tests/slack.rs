@@ -100,7 +100,14 @@ async fn mentions_thread_dms_answer_and_redeliveries_are_handled_once() {
     );
 
     sigterm(&child);
-    assert!(child.wait().await.unwrap().success());
+    let out = child.wait_with_output().await.unwrap();
+    assert!(out.status.success());
+    // Neither platform token nor the user's key shows up in the log.
+    let log = String::from_utf8_lossy(&out.stderr);
+    for secret in [APP_TOKEN, BOT_TOKEN, "alicetoken"] {
+        assert!(!log.contains(secret), "{secret} in the log:\n{log}");
+    }
+    assert!(log.contains("slack authenticated"), "{log}");
 }
 
 #[tokio::test]
