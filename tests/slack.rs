@@ -56,7 +56,7 @@ async fn mentions_thread_dms_answer_and_redeliveries_are_handled_once() {
     let jenkins = FakeJenkins::start().await;
     let fake = FakeSlack::start().await;
     let deputy = slack_deputy(&jenkins.url, &fake);
-    let mut child = deputy.spawn(&["run"]);
+    let child = deputy.spawn(&["run"]);
     fake.state.wait_connected().await;
 
     let env = fake
