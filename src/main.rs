@@ -47,7 +47,8 @@ enum Command {
         #[arg(long)]
         sandbox: bool,
     },
-    /// Run the chat adapters the config enables (for now: the shell). Needs DEPUTY_SECRET.
+    /// Run the chat adapters the config enables (Discord, Slack; the shell when none is). Needs
+    /// DEPUTY_SECRET and the tokens of the enabled adapters; stops cleanly on SIGINT/SIGTERM.
     Run,
     /// Validate the config, the command packs and DEPUTY_SECRET, print what is loaded, and
     /// exit non-zero on any problem. Writes nothing.
