@@ -152,7 +152,7 @@ impl Upstream {
             ResponseKind::Form => "application/x-www-form-urlencoded",
             _ => "application/json",
         };
-        if let Auth::OAuth1 { consumer, token } = auth {
+        let req = if let Auth::OAuth1 { consumer, token } = auth {
             use reqwest_oauth1::OAuthClientProvider;
             check_signable(&call.url)?;
             let mut secrets =
@@ -160,33 +160,22 @@ impl Upstream {
             if let Some((t, s)) = token {
                 secrets = secrets.token(t, s);
             }
-            // The crate moves `oauth_*` query parameters into the signed header; a body set
-            // with `.body` is left out of the signature, as RFC 5849 says for JSON.
-            let mut req = self
-                .client
+            // The signature covers the method, the URL and its query (the crate moves
+            // `oauth_*` query parameters into the header); headers and a JSON body are not
+            // part of it (RFC 5849), so they are added below like for any other call.
+            self.client
                 .clone()
                 .oauth1(secrets)
                 .request(call.method.clone(), call.url.clone())
-                .timeout(timeout)
-                .header(reqwest::header::ACCEPT, accept);
-            for (k, v) in &call.headers {
-                req = req.header(k.as_str(), v.as_str());
-            }
-            if let Some((body, content_type)) = &call.body {
-                req = req
-                    .header(reqwest::header::CONTENT_TYPE, content_type.as_str())
-                    .body(body.clone());
-            }
-            return req.generate_signature().map_err(|e| {
-                tracing::error!(service = %service.name, error = %e, "OAuth 1.0a signing failed");
-                CallError::Unsignable("the signer refused it".into())
-            });
-        }
-        let mut req = self
-            .client
-            .request(call.method.clone(), call.url.clone())
-            .timeout(timeout)
-            .header(reqwest::header::ACCEPT, accept);
+                .generate_signature()
+                .map_err(|e| {
+                    tracing::error!(service = %service.name, error = %e, "OAuth 1.0a signing failed");
+                    CallError::Unsignable("the signer refused it".into())
+                })?
+        } else {
+            self.client.request(call.method.clone(), call.url.clone())
+        };
+        let mut req = req.timeout(timeout).header(reqwest::header::ACCEPT, accept);
         for (k, v) in &call.headers {
             req = req.header(k.as_str(), v.as_str());
         }

@@ -28,7 +28,6 @@ pub fn link_first(pack: &Pack) -> Reply {
 /// `setkey` in a channel: nothing is stored, the message is deleted where the platform
 /// allows, and the user is told the key is exposed.
 pub async fn refuse_public(
-    _d: &Dispatcher,
     msg: &Message,
     pack: Option<&Pack>,
     adapter: &dyn Adapter,
@@ -209,7 +208,7 @@ pub fn not_apikey(pack: &Pack) -> Vec<Reply> {
 }
 
 /// `setupauth` / `auth` on a service that takes a pasted key.
-pub fn not_oauth(_d: &Dispatcher, pack: &Pack) -> Vec<Reply> {
+pub fn not_oauth(pack: &Pack) -> Vec<Reply> {
     let s = &pack.service;
     vec![Reply::new(match &s.auth {
         AuthKind::None => format!("{} needs no account.", s.name),

@@ -193,11 +193,6 @@ impl Brain {
             .collect())
     }
 
-    /// Number of records under a key prefix (for `deputy check` and admin output).
-    pub async fn count(&self, prefix: &str) -> anyhow::Result<usize> {
-        Ok(self.store.keys(prefix.as_bytes()).await?.len())
-    }
-
     pub fn key_id(&self) -> String {
         self.sealer.key_id()
     }

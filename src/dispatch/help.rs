@@ -9,7 +9,7 @@ use super::Dispatcher;
 pub fn answer(d: &Dispatcher, topic: Option<&str>) -> Vec<Reply> {
     if let Some(topic) = topic {
         return match d.find(topic) {
-            Some(pack) => service(d, pack),
+            Some(pack) => service(pack),
             None => d.unknown_service(topic),
         };
     }
@@ -34,7 +34,7 @@ pub fn answer(d: &Dispatcher, topic: Option<&str>) -> Vec<Reply> {
 }
 
 /// Details of one service: its commands, then the built-in account commands.
-pub fn service(_d: &Dispatcher, pack: &Pack) -> Vec<Reply> {
+pub fn service(pack: &Pack) -> Vec<Reply> {
     let s = &pack.service;
     let p = &s.prefixes[0];
     let mut out = format!("*{}* {}", s.name, prefixes(pack));

@@ -163,7 +163,7 @@ impl Dispatcher {
         let builtin = parse::normalize_builtin(&words[1.min(words.len())..]);
         if !msg.direct && matches!(&builtin, Some((b, _)) if b == "setkey") {
             let pack = self.find(&first);
-            return Ok(apikey::refuse_public(self, msg, pack, adapter).await);
+            return Ok(apikey::refuse_public(msg, pack, adapter).await);
         }
         if first == "help" {
             return Ok(help::answer(self, words.get(1).map(String::as_str)));
@@ -173,14 +173,14 @@ impl Dispatcher {
         };
         let rest = &words[1..];
         if rest.is_empty() {
-            return Ok(help::service(self, pack));
+            return Ok(help::service(pack));
         }
         if let Some((name, used)) = builtin {
             let args = &rest[used..];
             let oauth1 = matches!(pack.service.auth, AuthKind::OAuth1 { .. });
             let oauth2 = matches!(pack.service.auth, AuthKind::OAuth2(_));
             return match name.as_str() {
-                "help" => Ok(help::service(self, pack)),
+                "help" => Ok(help::service(pack)),
                 "setkey" => apikey::setkey(self, msg, pack, args).await,
                 "logout" => apikey::logout(self, msg, pack).await,
                 "whoami" => apikey::whoami(self, msg, pack).await,
@@ -189,7 +189,7 @@ impl Dispatcher {
                 "setupauth" if oauth2 => oauth2::setupauth(self, msg, pack).await,
                 "auth" if oauth2 => oauth2::auth(self, msg, pack, args).await,
                 // API-key services explain what to do instead.
-                _ => Ok(apikey::not_oauth(self, pack)),
+                _ => Ok(apikey::not_oauth(pack)),
             };
         }
         let name = rest[0].to_lowercase();

@@ -434,6 +434,20 @@ fn page_refusal(status: StatusCode, reason: &str) -> Response {
     )
 }
 
+/// A 302 to `target` with `pairs` added to its query (OAuth callbacks and redirect URIs).
+fn redirect(target: &str, pairs: &[(&str, &str)]) -> Response {
+    let sep = if target.contains('?') { '&' } else { '?' };
+    let query = serde_urlencoded::to_string(pairs).unwrap_or_default();
+    (
+        StatusCode::FOUND,
+        [(
+            axum::http::header::LOCATION,
+            format!("{target}{sep}{query}"),
+        )],
+    )
+        .into_response()
+}
+
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, Request, State as AxState};
-use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, LOCATION, PRAGMA, WWW_AUTHENTICATE};
+use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, PRAGMA, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, HeaderName, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
@@ -48,7 +48,8 @@ use sha2::{Digest as _, Sha256};
 use tokio::sync::Notify;
 
 use super::{
-    esc, fault_response, github, page, page_refusal, random_token, refuse, tls, Fault, Rejected,
+    esc, fault_response, github, page, page_refusal, random_token, redirect, refuse, tls, Fault,
+    Rejected,
 };
 
 pub const CLIENT_ID: &str = "sandbox-client-id";
@@ -816,17 +817,6 @@ fn is_redirect_uri(url: &str) -> bool {
         let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
         !host.is_empty() && !url.contains('#') && !url.chars().any(char::is_whitespace)
     })
-}
-
-/// `redirect_uri` with `pairs` added to its query.
-fn redirect(redirect_uri: &str, pairs: &[(&str, &str)]) -> Response {
-    let sep = if redirect_uri.contains('?') { '&' } else { '?' };
-    let query = serde_urlencoded::to_string(pairs).unwrap_or_default();
-    (
-        StatusCode::FOUND,
-        [(LOCATION, format!("{redirect_uri}{sep}{query}"))],
-    )
-        .into_response()
 }
 
 /// RFC 8628 3.1 / 3.2.

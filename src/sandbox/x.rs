@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State as AxState};
-use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, HOST, LOCATION};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -19,7 +19,9 @@ use rand::Rng as _;
 use serde_json::{json, Value};
 
 use super::oauth1_verify::{self, SignedRequest, Verified, VerifyError};
-use super::{capitalized, esc, page, page_refusal, random_token, refuse, unix_now, State};
+use super::{
+    capitalized, esc, page, page_refusal, random_token, redirect, refuse, unix_now, State,
+};
 use super::{CONSUMER_KEY, CONSUMER_SECRET};
 
 /// How far `oauth_timestamp` may be from the sandbox's clock, either way.
@@ -201,17 +203,6 @@ fn is_http_url(url: &str) -> bool {
         let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
         !host.is_empty() && !url.chars().any(char::is_whitespace)
     })
-}
-
-/// `callback` with `pairs` added to its query.
-fn redirect(callback: &str, pairs: &[(&str, &str)]) -> Response {
-    let sep = if callback.contains('?') { '&' } else { '?' };
-    let query = serde_urlencoded::to_string(pairs).unwrap_or_default();
-    (
-        StatusCode::FOUND,
-        [(LOCATION, format!("{callback}{sep}{query}"))],
-    )
-        .into_response()
 }
 
 async fn request_token(
