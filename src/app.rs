@@ -189,13 +189,22 @@ pub fn sealer(config: &Config, allow_dev: bool) -> Result<(Sealer, SecretSource)
 }
 
 pub fn open_brain(config: &Config, sealer: Sealer) -> Result<Brain, StartError> {
-    Brain::open_dir(&config.brain_dir(), sealer).map_err(|e| match e {
+    Brain::open_dir(&config.brain_dir(), sealer).map_err(brain_error)
+}
+
+/// For administration: the brain must exist already.
+pub fn open_existing_brain(config: &Config, sealer: Sealer) -> Result<Brain, StartError> {
+    Brain::open_existing(&config.brain_dir(), sealer).map_err(brain_error)
+}
+
+fn brain_error(e: BrainError) -> StartError {
+    match e {
         BrainError::WrongSecret { .. } | BrainError::Secret(_) => StartError::secret(e.to_string()),
         BrainError::Io { .. } => StartError {
             code: exit::RUNTIME,
             message: e.to_string(),
         },
-    })
+    }
 }
 
 /// The dispatcher, ready to share. `extra_roots` are PEM certificates to trust besides the

@@ -41,6 +41,10 @@ enum Command {
         /// Talk in a shared channel instead of a direct message (keys are refused there).
         #[arg(long)]
         public: bool,
+        /// Prefix each reply with the user it answers, `[NAME] …`: for scripts that talk as
+        /// several users through one pipe.
+        #[arg(long)]
+        show_user: bool,
         /// Start a local fake X (OAuth 1.0a with a PIN page) and Jenkins on 127.0.0.1 and
         /// point the twitter and jenkins packs at them: try every flow offline. The brain is
         /// a temporary directory, deleted at exit.
@@ -62,11 +66,38 @@ enum Command {
     },
 }
 
+/// Every brain command opens the brain exclusively (it refuses while deputy or another
+/// command has it open) and prints no secret.
 #[derive(Subcommand)]
 enum BrainCommand {
     /// Re-seal every record with DEPUTY_SECRET after a rotation (the old secret goes in
-    /// DEPUTY_SECRET_PREVIOUS), then move the canary to the new key.
+    /// DEPUTY_SECRET_PREVIOUS), then move the canary to the new key. Interrupted, it can simply
+    /// be run again: it resumes with the records still under the old key.
     Reseal,
+    /// Records per adapter and service, pending sign-ins, size on disk.
+    Stats,
+    /// Open every record; list those that do not open and exit 1 if there are any.
+    Verify,
+    /// Erase a person: their credentials, pending sign-ins and sign-in state.
+    Forget {
+        /// The chat platform: shell, discord, slack.
+        #[arg(long)]
+        adapter: String,
+        /// The workspace (Slack team, Discord guild); every workspace when left out.
+        #[arg(long)]
+        workspace: Option<String>,
+        /// The platform's user id.
+        #[arg(long)]
+        user: String,
+        /// Only this service; every service when left out.
+        #[arg(long)]
+        service: Option<String>,
+    },
+    /// Write a sealed backup of every record to FILE (it opens only with the same secret).
+    Export { file: PathBuf },
+    /// Restore a backup written by `export`: checked whole first, then written at once, so
+    /// it lands completely or not at all. Records with the same key are replaced.
+    Import { file: PathBuf },
 }
 
 fn main() -> ExitCode {
@@ -127,12 +158,17 @@ async fn run(cli: Cli) -> Result<(), StartError> {
         Command::Shell {
             user,
             public,
+            show_user,
             sandbox,
         } => {
             let user = user
                 .or_else(|| std::env::var("USER").ok())
                 .unwrap_or_else(|| "you".into());
-            let options = ShellOptions { user, public };
+            let options = ShellOptions {
+                user,
+                public,
+                show_user,
+            };
             if sandbox {
                 sandbox_shell(config, options).await
             } else {
@@ -159,6 +195,7 @@ async fn run(cli: Cli) -> Result<(), StartError> {
             let options = ShellOptions {
                 user,
                 public: false,
+                show_user: false,
             };
             // Check the platform tokens before opening anything.
             let tokens = chat_tokens(&config)?;
@@ -169,30 +206,113 @@ async fn run(cli: Cli) -> Result<(), StartError> {
             };
             serve(&config, packs, templates, sealer, front, &[]).await
         }
-        Command::Brain {
-            command: BrainCommand::Reseal,
-        } => {
-            let (sealer, _) = app::sealer(&config, false)?;
-            let brain = app::open_brain(&config, sealer)?;
-            let n = brain.reseal().await.map_err(|e| StartError {
-                code: exit::RUNTIME,
-                message: format!("re-sealing failed part-way (run it again): {e:#}"),
-            })?;
-            brain
-                .rewrite_canary(&config.brain_dir())
+        Command::Brain { command } => brain_command(&config, command).await,
+    }
+}
+
+async fn brain_command(
+    config: &deputy::config::Config,
+    command: BrainCommand,
+) -> Result<(), StartError> {
+    use deputy::brain::admin;
+    let dir = config.brain_dir();
+    // A shell-made development key is used when it is there; none is ever created here.
+    let allow_dev = dir.join(deputy::brain::DEV_SECRET_FILE).exists();
+    let (sealer, _) = app::sealer(config, allow_dev)?;
+    let brain = app::open_existing_brain(config, sealer)?;
+    let failed = |what: &str, e: &dyn std::fmt::Display| StartError {
+        code: exit::RUNTIME,
+        message: format!("{what}: {e:#}"),
+    };
+    match command {
+        BrainCommand::Reseal => {
+            let n = brain
+                .reseal_with(|done, total| eprintln!("re-sealed {done}/{total}"))
+                .await
                 .map_err(|e| StartError {
                     code: exit::RUNTIME,
-                    message: format!(
-                        "records re-sealed, but the canary could not be rewritten: {e}"
-                    ),
+                    message: format!("re-sealing failed part-way (run it again): {e:#}"),
                 })?;
+            brain.rewrite_canary(&dir).map_err(|e| StartError {
+                code: exit::RUNTIME,
+                message: format!("records re-sealed, but the canary could not be rewritten: {e}"),
+            })?;
             println!(
                 "re-sealed {n} record(s) with key {}; DEPUTY_SECRET_PREVIOUS can now be removed",
                 brain.key_id()
             );
-            Ok(())
+        }
+        BrainCommand::Stats => {
+            let stats = admin::stats(&brain, &dir)
+                .await
+                .map_err(|e| failed("cannot read the brain", &e))?;
+            println!(
+                "brain {} (key id {})\n{stats}",
+                dir.display(),
+                brain.key_id()
+            );
+        }
+        BrainCommand::Verify => {
+            let v = admin::verify(&brain)
+                .await
+                .map_err(|e| failed("cannot read the brain", &e))?;
+            for (key, why) in &v.failures {
+                println!("FAILED {key}: {why}");
+            }
+            if !v.failures.is_empty() {
+                return Err(StartError {
+                    code: exit::RUNTIME,
+                    message: format!(
+                        "{} of {} record(s) do not open (listed above)",
+                        v.failures.len(),
+                        v.records
+                    ),
+                });
+            }
+            println!("all {} record(s) open", v.records);
+        }
+        BrainCommand::Forget {
+            adapter,
+            workspace,
+            user,
+            service,
+        } => {
+            let who = admin::Person {
+                adapter: &adapter,
+                workspace: workspace.as_deref(),
+                user: &user,
+                service: service.as_deref(),
+            };
+            let gone = admin::forget(&brain, &who)
+                .await
+                .map_err(|e| failed("nothing was erased", &e))?;
+            for key in &gone {
+                println!("erased {key}");
+            }
+            println!("erased {} record(s) of {adapter} user {user}", gone.len());
+        }
+        BrainCommand::Export { file } => {
+            let (bytes, n) = admin::export(&brain)
+                .await
+                .map_err(|e| failed("cannot read the brain", &e))?;
+            deputy::brain::write_private(&file, &bytes)
+                .map_err(|e| failed(&format!("cannot write {}", file.display()), &e))?;
+            println!(
+                "exported {n} record(s) to {} (sealed with key {}; it opens only with this secret)",
+                file.display(),
+                brain.key_id()
+            );
+        }
+        BrainCommand::Import { file } => {
+            let bytes = std::fs::read(&file)
+                .map_err(|e| failed(&format!("cannot read {}", file.display()), &e))?;
+            let n = admin::import(&brain, &bytes)
+                .await
+                .map_err(|e| failed(&format!("{} was not imported", file.display()), &e))?;
+            println!("imported {n} record(s) from {}", file.display());
         }
     }
+    Ok(())
 }
 
 fn warn_missing_consumers(packs: &[deputy::pack::Pack]) {

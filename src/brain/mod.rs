@@ -3,10 +3,13 @@
 //! sees ciphertext.
 //!
 //! On disk (`[brain] path`, 0700): `canary` (a sealed known value that tells a wrong
-//! `DEPUTY_SECRET` before anything is opened or written) and `db/` (sled).
+//! `DEPUTY_SECRET` before anything is opened or written), `db/` (sled) and `commit` (the
+//! last durable commit, which tells a truncated database from a whole one).
 
+pub mod admin;
 pub mod seal;
 pub mod sled;
+pub mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -27,6 +30,8 @@ pub trait Store: Send + Sync + 'static {
     async fn put(&self, key: &[u8], value: Vec<u8>) -> anyhow::Result<()>;
     /// Deletes durably; true when something was there.
     async fn delete(&self, key: &[u8]) -> anyhow::Result<bool>;
+    /// Writes (`Some`) and deletes (`None`) that land together, durably, or not at all.
+    async fn put_all(&self, writes: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> anyhow::Result<()>;
     /// All keys starting with `prefix`.
     async fn keys(&self, prefix: &[u8]) -> anyhow::Result<Vec<Vec<u8>>>;
 }
@@ -79,8 +84,8 @@ impl std::fmt::Display for KeyPath {
 #[derive(Debug, thiserror::Error)]
 pub enum BrainError {
     #[error(
-        "DEPUTY_SECRET does not match the secret this brain ({dir}) was created with; \
-         nothing was written. Set the right secret (while rotating, the old one goes in \
+        "DEPUTY_SECRET does not match the secret this brain ({dir}) was created with (or its \
+         canary file was altered); nothing was written. Set the right secret (while rotating, the old one goes in \
          DEPUTY_SECRET_PREVIOUS)."
     )]
     WrongSecret { dir: PathBuf },
@@ -106,6 +111,8 @@ impl std::fmt::Debug for Brain {
 }
 
 const CANARY_FILE: &str = "canary";
+/// The last commit the database confirmed durable (see [`sled`]).
+const COMMIT_FILE: &str = "commit";
 const CANARY_PATH: &[u8] = b"meta/canary";
 const CANARY_PLAINTEXT: &[u8] = b"deputy brain canary v1";
 /// The development key `deputy shell` creates when no secret is given.
@@ -128,7 +135,8 @@ impl Brain {
         };
         check_canary(dir, &sealer)?;
         create_private_dir(dir).map_err(|e| io(format!("cannot create it: {e}")))?;
-        let store = sled::SledStore::open(&dir.join("db")).map_err(|e| io(e.to_string()))?;
+        let store = sled::SledStore::open(&dir.join("db"), &dir.join(COMMIT_FILE))
+            .map_err(|e| io(e.to_string()))?;
         if !dir.join(CANARY_FILE).exists() {
             write_private(
                 &dir.join(CANARY_FILE),
@@ -138,6 +146,19 @@ impl Brain {
         }
         restrict_tree(dir).map_err(|e| io(format!("cannot restrict permissions: {e}")))?;
         Ok(Brain::new(Arc::new(store), sealer))
+    }
+
+    /// Opens a brain that must already exist (administration never creates one).
+    pub fn open_existing(dir: &Path, sealer: Sealer) -> Result<Brain, BrainError> {
+        if !dir.join("db").exists() {
+            return Err(BrainError::Io {
+                dir: dir.to_owned(),
+                message: "there is no brain here (nothing has been stored yet, or [brain] path \
+                          points elsewhere)"
+                    .into(),
+            });
+        }
+        Brain::open_dir(dir, sealer)
     }
 
     /// Seals `value` under `key` and returns once the write is durable.
@@ -165,21 +186,41 @@ impl Brain {
 
     /// Re-seals every record sealed with an older key; returns how many were re-sealed.
     pub async fn reseal(&self) -> anyhow::Result<usize> {
-        let mut n = 0;
+        self.reseal_with(|_, _| {}).await
+    }
+
+    /// [`Brain::reseal`], reporting `(done, stale)` after each durable chunk. Each chunk lands
+    /// atomically, so a re-seal killed part-way leaves every record readable (old or new key)
+    /// and a second run picks up the records still stale.
+    pub async fn reseal_with(
+        &self,
+        mut progress: impl FnMut(usize, usize),
+    ) -> anyhow::Result<usize> {
+        const CHUNK: usize = 256;
+        let mut stale = Vec::new();
         for key in self.store.keys(b"").await? {
-            let Some(sealed) = self.store.get(&key).await? else {
-                continue;
-            };
-            if self.sealer.is_stale(&sealed) {
-                let plain = self
-                    .sealer
-                    .open(&key, &sealed)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", String::from_utf8_lossy(&key)))?;
-                self.store.put(&key, self.sealer.seal(&key, &plain)).await?;
-                n += 1;
+            if let Some(sealed) = self.store.get(&key).await? {
+                if self.sealer.is_stale(&sealed) {
+                    stale.push((key, sealed));
+                }
             }
         }
-        Ok(n)
+        let total = stale.len();
+        let mut done = 0;
+        for chunk in stale.chunks(CHUNK) {
+            let mut writes = Vec::with_capacity(chunk.len());
+            for (key, sealed) in chunk {
+                let plain = self
+                    .sealer
+                    .open(key, sealed)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", String::from_utf8_lossy(key)))?;
+                writes.push((key.clone(), Some(self.sealer.seal(key, &plain))));
+            }
+            self.store.put_all(writes).await?;
+            done += chunk.len();
+            progress(done, total);
+        }
+        Ok(total)
     }
 
     /// The key paths under a prefix (such as `flow/`).
@@ -191,6 +232,15 @@ impl Brain {
             .into_iter()
             .filter_map(|k| String::from_utf8(k).ok().map(KeyPath))
             .collect())
+    }
+
+    /// The raw store, for administration (export, import, verify) that works on sealed bytes.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn sealer(&self) -> &Sealer {
+        &self.sealer
     }
 
     pub fn key_id(&self) -> String {
@@ -208,9 +258,30 @@ impl Brain {
 
 /// Verifies the canary in `dir`, if any, without opening or writing anything.
 pub fn check_canary(dir: &Path, sealer: &Sealer) -> Result<(), BrainError> {
-    match std::fs::read(dir.join(CANARY_FILE)) {
+    let file = dir.join(CANARY_FILE);
+    let damaged = |message: String| BrainError::Io {
+        dir: dir.to_owned(),
+        message,
+    };
+    match std::fs::read(&file) {
         Ok(sealed) => match sealer.open(CANARY_PATH, &sealed) {
-            Ok(plain) if plain.as_slice() == CANARY_PLAINTEXT => Ok(()),
+            Ok(plain) if plain.as_slice() == CANARY_PLAINTEXT => {
+                if dir.join("db").exists() {
+                    Ok(())
+                } else {
+                    // Opening would quietly start an empty brain under a canary of records
+                    // that are gone.
+                    Err(damaged(format!(
+                        "the database {} is missing; restore it from a backup",
+                        dir.join("db").display()
+                    )))
+                }
+            }
+            Err(SealError::Malformed | SealError::UnknownVersion(_)) => Err(damaged(format!(
+                "the canary file {} is damaged (truncated or not written by deputy); \
+                 restore it from a backup",
+                file.display()
+            ))),
             _ => Err(BrainError::WrongSecret {
                 dir: dir.to_owned(),
             }),
@@ -219,18 +290,15 @@ pub fn check_canary(dir: &Path, sealer: &Sealer) -> Result<(), BrainError> {
             if dir.join("db").exists() {
                 // A brain without its canary cannot tell a wrong secret: refuse rather than
                 // seal new records under a key the old ones do not open with.
-                Err(BrainError::Io {
-                    dir: dir.to_owned(),
-                    message: "the canary file is missing; restore it from a backup".into(),
-                })
+                Err(damaged(format!(
+                    "the canary file {} is missing; restore it from a backup",
+                    file.display()
+                )))
             } else {
                 Ok(())
             }
         }
-        Err(e) => Err(BrainError::Io {
-            dir: dir.to_owned(),
-            message: format!("cannot read the canary: {e}"),
-        }),
+        Err(e) => Err(damaged(format!("cannot read {}: {e}", file.display()))),
     }
 }
 
@@ -261,7 +329,7 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 /// Writes a file readable by its owner only, atomically (temp file, then rename).
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");

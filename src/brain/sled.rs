@@ -1,32 +1,167 @@
-//! The embedded store: sled 0.34.7. Every write is flushed before it is acknowledged, since
-//! sled's own background flush runs only every 500 ms.
+//! The embedded store: sled 0.34.7. Reads go straight to sled; every write goes through the
+//! group-commit [`Writer`], which acknowledges only after a blocking `flush()` has returned.
+//! `flush_async` is never called: concurrent calls of it deadlock in 0.34 (sled #1308).
+//!
+//! sled recovers from a torn tail by dropping it, which is right after a crash but hides a
+//! truncated or damaged file just as quietly. So every flush also stores a commit number in
+//! sled and, once durable, in the `commit` file beside the database: a database that opens
+//! with an older commit than the file names has lost acknowledged writes, and is refused.
 
 use std::path::Path;
+use std::sync::Arc;
 
+use super::writer::{Engine, Write, Writer, WriterStats};
 use super::Store;
 
 pub struct SledStore {
     db: sled::Db,
+    writer: Writer,
+}
+
+struct SledEngine {
+    db: sled::Db,
+    /// Holds only the commit number, out of the records' way.
+    meta: sled::Tree,
+    commit: u64,
+    commit_file: std::fs::File,
+}
+
+const COMMIT_KEY: &[u8] = b"commit";
+
+/// The commit file: the number, then its complement, so a torn or garbled file is told
+/// apart from a real number.
+fn encode_commit(n: u64) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&n.to_be_bytes());
+    b[8..].copy_from_slice(&(!n).to_be_bytes());
+    b
+}
+
+fn decode_commit(b: &[u8]) -> Option<u64> {
+    let n = u64::from_be_bytes(b.get(..8)?.try_into().ok()?);
+    let check = u64::from_be_bytes(b.get(8..16)?.try_into().ok()?);
+    (check == !n).then_some(n)
+}
+
+impl Engine for SledEngine {
+    fn set(&mut self, key: &[u8], value: Option<&[u8]>) -> anyhow::Result<Option<Vec<u8>>> {
+        let old = match value {
+            Some(v) => self.db.insert(key, v)?,
+            None => self.db.remove(key)?,
+        };
+        Ok(old.map(|v| v.to_vec()))
+    }
+
+    fn set_all(&mut self, writes: &[Write]) -> anyhow::Result<()> {
+        let mut batch = sled::Batch::default();
+        for (k, v) in writes {
+            match v {
+                Some(v) => batch.insert(k.as_slice(), v.as_slice()),
+                None => batch.remove(k.as_slice()),
+            }
+        }
+        Ok(self.db.apply_batch(batch)?)
+    }
+
+    fn get(&self, key: &[u8]) -> anyhow::Result<Option<Vec<u8>>> {
+        Ok(self.db.get(key)?.map(|v| v.to_vec()))
+    }
+
+    fn flush(&mut self) -> anyhow::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let next = self.commit + 1;
+        self.meta.insert(COMMIT_KEY, &next.to_be_bytes())?;
+        self.db.flush()?;
+        self.commit = next;
+        // Not synced: after a crash the file may name an older commit (a lower bound is all
+        // the check needs), never a newer one, since it is written after sled's flush.
+        self.commit_file.write_all_at(&encode_commit(next), 0)?;
+        Ok(())
+    }
 }
 
 impl SledStore {
     /// Opens the database; a second open of the same path (another process) fails on sled's
-    /// file lock, which this message explains.
-    pub fn open(path: &Path) -> Result<SledStore, String> {
-        sled::Config::new()
-            .path(path)
-            .open()
-            .map(|db| SledStore { db })
-            .map_err(|e| {
+    /// file lock, which this message explains. A damaged database is an error, not a panic.
+    pub fn open(path: &Path, commit_path: &Path) -> Result<SledStore, String> {
+        // A damaged file must give an error, not a panic message: silence the hook meanwhile.
+        let hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        let opened = std::panic::catch_unwind(|| sled::Config::new().path(path).open());
+        std::panic::set_hook(hook);
+        let db = match opened {
+            Ok(Ok(db)) => db,
+            Ok(Err(e)) => {
                 // sled wraps the lock failure in a custom io::Error; its text is the signal.
-                if e.to_string().contains("could not acquire lock") {
+                return Err(if e.to_string().contains("could not acquire lock") {
                     "another deputy process has this brain open (one process per sled brain; \
-                     use a networked brain for several replicas)"
+                     stop it first, or use a networked brain for several replicas)"
                         .to_string()
                 } else {
-                    format!("cannot open the database: {e}")
-                }
-            })
+                    format!(
+                        "cannot open the database {}: {e} (restore the brain from a backup)",
+                        path.display()
+                    )
+                });
+            }
+            Err(_) => {
+                return Err(format!(
+                    "the database {} is damaged and cannot be read (restore the brain from a \
+                     backup)",
+                    path.display()
+                ))
+            }
+        };
+        let damaged = |what: String| {
+            format!(
+                "the database {} is damaged: {what} (restore the brain from a backup)",
+                path.display()
+            )
+        };
+        let meta = db.open_tree("meta").map_err(|e| damaged(e.to_string()))?;
+        let stored = match meta.get(COMMIT_KEY).map_err(|e| damaged(e.to_string()))? {
+            Some(v) => u64::from_be_bytes(
+                v.as_ref()
+                    .try_into()
+                    .map_err(|_| damaged("its commit number is garbled".into()))?,
+            ),
+            None => 0,
+        };
+        let confirmed = match std::fs::read(commit_path) {
+            Ok(bytes) => decode_commit(&bytes).unwrap_or_else(|| {
+                tracing::warn!(file = %commit_path.display(), "the commit file is garbled; the check for lost writes is skipped this once");
+                0
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(format!("cannot read {}: {e}", commit_path.display())),
+        };
+        if stored < confirmed {
+            return Err(damaged(format!(
+                "it holds commit {stored}, but {} records that commit {confirmed} was made \
+                 durable, so acknowledged writes are missing (the file was truncated, \
+                 replaced or corrupted)",
+                commit_path.display()
+            )));
+        }
+        let commit_file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(commit_path)
+            .map_err(|e| format!("cannot open {}: {e}", commit_path.display()))?;
+        let engine = SledEngine {
+            db: db.clone(),
+            meta,
+            commit: stored,
+            commit_file,
+        };
+        let writer =
+            Writer::start(engine).map_err(|e| format!("cannot start the brain's writer: {e}"))?;
+        Ok(SledStore { db, writer })
+    }
+
+    pub fn writer_stats(&self) -> Arc<WriterStats> {
+        self.writer.stats.clone()
     }
 }
 
@@ -37,15 +172,18 @@ impl Store for SledStore {
     }
 
     async fn put(&self, key: &[u8], value: Vec<u8>) -> anyhow::Result<()> {
-        self.db.insert(key, value)?;
-        self.db.flush_async().await?;
-        Ok(())
+        self.writer
+            .write(key.to_vec(), Some(value))
+            .await
+            .map(|_| ())
     }
 
     async fn delete(&self, key: &[u8]) -> anyhow::Result<bool> {
-        let existed = self.db.remove(key)?.is_some();
-        self.db.flush_async().await?;
-        Ok(existed)
+        self.writer.write(key.to_vec(), None).await
+    }
+
+    async fn put_all(&self, writes: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> anyhow::Result<()> {
+        self.writer.write_all(writes).await
     }
 
     async fn keys(&self, prefix: &[u8]) -> anyhow::Result<Vec<Vec<u8>>> {

@@ -20,6 +20,8 @@ pub struct ShellOptions {
     pub user: String,
     /// Messages go to a shared channel instead of a direct message.
     pub public: bool,
+    /// Prefix every reply with `[user] `, for scripts that talk as several users at once.
+    pub show_user: bool,
 }
 
 const SHELL_HELP: &str = "shell commands: /user NAME (talk as NAME), /public (a shared channel), \
@@ -33,6 +35,7 @@ enum Output {
 
 struct ShellAdapter {
     output: Output,
+    show_user: bool,
 }
 
 impl ShellAdapter {
@@ -63,7 +66,11 @@ impl Adapter for ShellAdapter {
             }
             _ => reply.text,
         };
-        self.print(&text);
+        if self.show_user {
+            self.print(&format!("[{}] {text}", to.user));
+        } else {
+            self.print(&text);
+        }
         Ok(())
     }
 
@@ -81,6 +88,7 @@ pub async fn run(runner: Arc<Runner>, options: ShellOptions) -> anyhow::Result<(
         let printer = editor.create_external_printer()?;
         adapter = Arc::new(ShellAdapter {
             output: Output::Printer(Mutex::new(Box::new(printer))),
+            show_user: options.show_user,
         });
         adapter.print(&format!(
             "deputy shell: talking as {}, in a {}. Try `help`. ({SHELL_HELP})",
@@ -103,6 +111,7 @@ pub async fn run(runner: Arc<Runner>, options: ShellOptions) -> anyhow::Result<(
     } else {
         adapter = Arc::new(ShellAdapter {
             output: Output::Stdout,
+            show_user: options.show_user,
         });
         tokio::spawn(async move {
             let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();

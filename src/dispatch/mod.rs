@@ -135,6 +135,15 @@ impl Dispatcher {
             Err(Internal(e)) => {
                 let reference = format!("{:08x}", rand::random::<u32>());
                 tracing::error!(reference, adapter = %msg.adapter, user = %msg.user, error = %format!("{e:#}"), "internal error");
+                if e.downcast_ref::<crate::brain::writer::NotStored>()
+                    .is_some()
+                {
+                    return vec![Reply::new(format!(
+                        "Sorry, I could not save that: my brain failed to write it to disk, so \
+                         nothing was stored (ref {reference}). Try again; the operator can find \
+                         it in the log."
+                    ))];
+                }
                 vec![Reply::new(format!(
                     "Sorry, something went wrong on my side (ref {reference}); the operator can find it in the log."
                 ))]

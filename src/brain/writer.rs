@@ -1,0 +1,312 @@
+//! Group commit: the one writer every brain write goes through. Callers queue writes on a
+//! bounded channel; a dedicated thread applies everything pending, makes it durable with one
+//! blocking flush, and only then acknowledges each write of that batch. Many concurrent
+//! writers therefore share one fsync instead of each waiting on (or deadlocking in) their own.
+//!
+//! The thread is a plain OS thread rather than a runtime task so the store works (and closes)
+//! without a tokio runtime, and so dropping the store can join it: the engine's file lock is
+//! released when the drop returns.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+/// Queue depth before writers wait: backpressure instead of unbounded memory.
+const QUEUE: usize = 4096;
+/// Most writes applied under one flush.
+const MAX_BATCH: usize = 1024;
+
+/// Key → new value (`None` deletes).
+pub type Write = (Vec<u8>, Option<Vec<u8>>);
+
+/// What the writer drives: sled in production, a failing fake in tests.
+pub trait Engine: Send + 'static {
+    /// Sets (or removes) one key and returns what it held before.
+    fn set(&mut self, key: &[u8], value: Option<&[u8]>) -> anyhow::Result<Option<Vec<u8>>>;
+    /// Applies several writes atomically: all or none.
+    fn set_all(&mut self, writes: &[Write]) -> anyhow::Result<()>;
+    fn get(&self, key: &[u8]) -> anyhow::Result<Option<Vec<u8>>>;
+    /// Makes every write applied so far durable (fsync).
+    fn flush(&mut self) -> anyhow::Result<()>;
+}
+
+/// A write the brain did not make durable: the caller must say it was not stored.
+#[derive(Debug, thiserror::Error)]
+#[error("not stored: {0}")]
+pub struct NotStored(pub String);
+
+fn not_stored(message: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(NotStored(message.into()))
+}
+
+enum Op {
+    One(Write, oneshot::Sender<anyhow::Result<bool>>),
+    /// All-or-nothing (imports); acknowledged with the number of writes.
+    All(Vec<Write>, oneshot::Sender<anyhow::Result<bool>>),
+}
+
+/// Counters for benchmarks and stats: how many writes each flush carried.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    pub writes: AtomicU64,
+    pub flushes: AtomicU64,
+    pub failed_flushes: AtomicU64,
+}
+
+pub struct Writer {
+    tx: Option<mpsc::Sender<Op>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    pub stats: Arc<WriterStats>,
+}
+
+impl Writer {
+    pub fn start<E: Engine>(engine: E) -> std::io::Result<Writer> {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let stats = Arc::new(WriterStats::default());
+        let counters = stats.clone();
+        let thread = std::thread::Builder::new()
+            .name("brain-writer".into())
+            .spawn(move || run(engine, rx, &counters))?;
+        Ok(Writer {
+            tx: Some(tx),
+            thread: Some(thread),
+            stats,
+        })
+    }
+
+    /// Writes waiting in the queue (not yet taken by the writer thread).
+    pub fn queued(&self) -> usize {
+        self.tx
+            .as_ref()
+            .map_or(0, |tx| tx.max_capacity() - tx.capacity())
+    }
+
+    /// Queues one write; resolves once it is durable. `Ok(true)` when the key held a value.
+    pub async fn write(&self, key: Vec<u8>, value: Option<Vec<u8>>) -> anyhow::Result<bool> {
+        let (ack, done) = oneshot::channel();
+        self.send(Op::One((key, value), ack), done).await
+    }
+
+    /// Queues writes that land together or not at all.
+    pub async fn write_all(&self, writes: Vec<Write>) -> anyhow::Result<()> {
+        let (ack, done) = oneshot::channel();
+        self.send(Op::All(writes, ack), done).await.map(|_| ())
+    }
+
+    async fn send(
+        &self,
+        op: Op,
+        done: oneshot::Receiver<anyhow::Result<bool>>,
+    ) -> anyhow::Result<bool> {
+        let tx = self.tx.as_ref().expect("sender lives until drop");
+        tx.send(op)
+            .await
+            .map_err(|_| not_stored("the brain's writer has stopped"))?;
+        done.await
+            .map_err(|_| not_stored("the brain's writer stopped before the write was durable"))?
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // Closing the channel lets the thread finish what is queued, flush, and exit.
+        self.tx.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn run<E: Engine>(mut engine: E, mut rx: mpsc::Receiver<Op>, stats: &WriterStats) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        commit(&mut engine, &mut batch, stats);
+    }
+}
+
+/// Applies, flushes once, acknowledges. On a failed flush every write of the batch is undone
+/// (so no reader sees a value the user was told was not stored) and reported as failed.
+fn commit<E: Engine>(engine: &mut E, batch: &mut Vec<Op>, stats: &WriterStats) {
+    let mut undo: Vec<Write> = Vec::new();
+    let mut results: Vec<(oneshot::Sender<anyhow::Result<bool>>, anyhow::Result<bool>)> =
+        Vec::with_capacity(batch.len());
+    let mut applied = 0u64;
+    for op in batch.drain(..) {
+        match op {
+            Op::One((key, value), ack) => match engine.set(&key, value.as_deref()) {
+                Ok(old) => {
+                    let existed = old.is_some();
+                    undo.push((key, old));
+                    applied += 1;
+                    results.push((ack, Ok(existed)));
+                }
+                Err(e) => results.push((ack, Err(not_stored(format!("{e:#}"))))),
+            },
+            Op::All(writes, ack) => {
+                let old: anyhow::Result<Vec<Write>> = writes
+                    .iter()
+                    .map(|(k, _)| Ok((k.clone(), engine.get(k)?)))
+                    .collect();
+                match old.and_then(|old| engine.set_all(&writes).map(|()| old)) {
+                    Ok(old) => {
+                        applied += writes.len() as u64;
+                        // Undo runs in reverse, so the earliest old value of a key wins.
+                        undo.extend(old);
+                        results.push((ack, Ok(true)));
+                    }
+                    Err(e) => results.push((ack, Err(not_stored(format!("{e:#}"))))),
+                }
+            }
+        }
+    }
+    if applied > 0 {
+        if let Err(e) = engine.flush() {
+            stats.failed_flushes.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(error = %format!("{e:#}"), writes = applied, "brain flush failed; the writes of this batch were not stored");
+            for (key, old) in undo.into_iter().rev() {
+                let _ = engine.set(&key, old.as_deref());
+            }
+            let message = format!("the brain could not make the write durable: {e:#}");
+            for (_, r) in results.iter_mut() {
+                if r.is_ok() {
+                    *r = Err(not_stored(message.clone()));
+                }
+            }
+        } else {
+            stats.flushes.fetch_add(1, Ordering::Relaxed);
+            stats.writes.fetch_add(applied, Ordering::Relaxed);
+        }
+    }
+    for (ack, r) in results {
+        // A caller that gave up waiting is no reason to stop.
+        let _ = ack.send(r);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+
+    /// An in-memory engine whose flush fails on demand and counts calls.
+    #[derive(Clone, Default)]
+    struct Fake {
+        data: Arc<Mutex<BTreeMap<Vec<u8>, Vec<u8>>>>,
+        fail: Arc<std::sync::atomic::AtomicBool>,
+        flushes: Arc<AtomicU64>,
+        /// While `true`, flushes wait, so writes pile up behind the first one.
+        held: Arc<(Mutex<bool>, std::sync::Condvar)>,
+    }
+
+    impl Engine for Fake {
+        fn set(&mut self, key: &[u8], value: Option<&[u8]>) -> anyhow::Result<Option<Vec<u8>>> {
+            let mut d = self.data.lock().unwrap();
+            Ok(match value {
+                Some(v) => d.insert(key.to_vec(), v.to_vec()),
+                None => d.remove(key),
+            })
+        }
+        fn set_all(&mut self, writes: &[Write]) -> anyhow::Result<()> {
+            for (k, v) in writes {
+                self.set(k, v.as_deref())?;
+            }
+            Ok(())
+        }
+        fn get(&self, key: &[u8]) -> anyhow::Result<Option<Vec<u8>>> {
+            Ok(self.data.lock().unwrap().get(key).cloned())
+        }
+        fn flush(&mut self) -> anyhow::Result<()> {
+            let (held, cv) = &*self.held;
+            let _open = cv.wait_while(held.lock().unwrap(), |h| *h).unwrap();
+            self.flushes.fetch_add(1, Ordering::Relaxed);
+            if self.fail.load(Ordering::Relaxed) {
+                anyhow::bail!("disk full (injected)")
+            }
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_writes_share_flushes_and_all_land() {
+        let fake = Fake::default();
+        let writer = Arc::new(Writer::start(fake.clone()).unwrap());
+        // Hold the first flush so the other 199 writes queue up behind it.
+        *fake.held.0.lock().unwrap() = true;
+        let mut tasks = Vec::new();
+        for i in 0..200u32 {
+            let w = writer.clone();
+            tasks.push(tokio::spawn(async move {
+                w.write(format!("k{i}").into_bytes(), Some(vec![1])).await
+            }));
+        }
+        while fake.data.lock().unwrap().len() + writer.queued() < 200 {
+            tokio::task::yield_now().await;
+        }
+        *fake.held.0.lock().unwrap() = false;
+        fake.held.1.notify_all();
+        for t in tasks {
+            assert!(!t.await.unwrap().unwrap(), "each key was new");
+        }
+        assert_eq!(fake.data.lock().unwrap().len(), 200);
+        let flushes = fake.flushes.load(Ordering::Relaxed);
+        assert!(
+            flushes < 200,
+            "group commit: {flushes} flushes for 200 writes"
+        );
+        assert_eq!(writer.stats.writes.load(Ordering::Relaxed), 200);
+    }
+
+    #[tokio::test]
+    async fn a_failed_flush_fails_and_undoes_every_write_of_its_batch() {
+        let fake = Fake::default();
+        let writer = Writer::start(fake.clone()).unwrap();
+        writer
+            .write(b"kept".to_vec(), Some(b"old".to_vec()))
+            .await
+            .unwrap();
+        fake.fail.store(true, Ordering::Relaxed);
+        let err = writer
+            .write(b"kept".to_vec(), Some(b"new".to_vec()))
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("could not make the write durable"),
+            "{err}"
+        );
+        assert!(err.downcast_ref::<NotStored>().is_some());
+        let err = writer
+            .write_all(vec![
+                (b"a".to_vec(), Some(b"1".to_vec())),
+                (b"kept".to_vec(), None),
+            ])
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("disk full"), "{err}");
+        // Nothing the caller was told failed is visible.
+        assert_eq!(fake.get(b"kept").unwrap().as_deref(), Some(&b"old"[..]));
+        assert_eq!(fake.get(b"a").unwrap(), None);
+        assert_eq!(writer.stats.failed_flushes.load(Ordering::Relaxed), 2);
+        fake.fail.store(false, Ordering::Relaxed);
+        assert!(writer.write(b"kept".to_vec(), None).await.unwrap());
+        assert_eq!(fake.get(b"kept").unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn dropping_the_writer_flushes_what_is_queued_and_joins() {
+        let fake = Fake::default();
+        let writer = Arc::new(Writer::start(fake.clone()).unwrap());
+        writer.write(b"x".to_vec(), Some(vec![7])).await.unwrap();
+        drop(writer);
+        assert_eq!(fake.get(b"x").unwrap(), Some(vec![7]));
+        assert!(fake.flushes.load(Ordering::Relaxed) >= 1);
+    }
+}
