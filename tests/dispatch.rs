@@ -112,3 +112,45 @@ async fn the_same_user_id_in_two_workspaces_is_two_people() {
     let r = d.handle(&other_adapter, &adapter).await;
     assert!(r[0].text.starts_with("You haven't linked"), "{}", r[0].text);
 }
+
+#[tokio::test]
+async fn a_write_that_does_not_reach_the_disk_is_reported_as_not_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::default();
+    config.bot.packs = concat!(env!("CARGO_MANIFEST_DIR"), "/commands").into();
+    config.brain.path = dir.path().join("brain");
+    let (packs, templates) = deputy::app::load_packs(&config).unwrap();
+    let store = deputy::brain::memory::MemoryStore::new().unwrap();
+    let broken = store.engine().broken.clone();
+    let secret =
+        SecretString::from("aGVsbG8gdGhpcyBpcyBhIHRlc3Qgc2VjcmV0IGtleSAxMjM0NTY3OA==".to_string());
+    let brain = deputy::brain::Brain::new(Arc::new(store), Sealer::new(&secret, &[]).unwrap());
+    let d = deputy::app::dispatcher(&config, packs, templates, brain, &[]).unwrap();
+    let adapter = Recording {
+        answer: Deleted::Unsupported,
+        deleted: Mutex::default(),
+    };
+    let mut dm = public("jenkins setkey alice:tok");
+    dm.direct = true;
+    broken.store(true, std::sync::atomic::Ordering::Relaxed);
+    let r = d.handle(&dm, &adapter).await;
+    assert!(r[0].text.contains("nothing was stored"), "{}", r[0].text);
+    assert!(!r[0].text.contains("Stored your"), "{}", r[0].text);
+    assert!(!r[0].text.contains("alice:tok"));
+    let key = KeyPath::credential(&dm.owner(), "jenkins");
+    assert!(d
+        .brain
+        .get::<serde_json::Value>(&key)
+        .await
+        .unwrap()
+        .is_none());
+    // The disk recovers: the same command now stores.
+    broken.store(false, std::sync::atomic::Ordering::Relaxed);
+    assert!(d.handle(&dm, &adapter).await[0].text.starts_with("Stored"));
+    assert!(d
+        .brain
+        .get::<serde_json::Value>(&key)
+        .await
+        .unwrap()
+        .is_some());
+}

@@ -7,6 +7,7 @@
 //! last durable commit, which tells a truncated database from a whole one).
 
 pub mod admin;
+pub mod memory;
 pub mod seal;
 pub mod sled;
 pub mod writer;

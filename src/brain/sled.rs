@@ -91,6 +91,13 @@ impl SledStore {
         std::panic::set_hook(hook);
         let db = match opened {
             Ok(Ok(db)) => db,
+            Ok(Err(sled::Error::Corruption { .. })) => {
+                return Err(format!(
+                    "the database {} is damaged: sled found corrupted data (restore the brain \
+                     from a backup)",
+                    path.display()
+                ))
+            }
             Ok(Err(e)) => {
                 // sled wraps the lock failure in a custom io::Error; its text is the signal.
                 return Err(if e.to_string().contains("could not acquire lock") {

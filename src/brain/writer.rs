@@ -194,53 +194,14 @@ fn commit<E: Engine>(engine: &mut E, batch: &mut Vec<Op>, stats: &WriterStats) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
-    use std::sync::Mutex;
-
-    /// An in-memory engine whose flush fails on demand and counts calls.
-    #[derive(Clone, Default)]
-    struct Fake {
-        data: Arc<Mutex<BTreeMap<Vec<u8>, Vec<u8>>>>,
-        fail: Arc<std::sync::atomic::AtomicBool>,
-        flushes: Arc<AtomicU64>,
-        /// While `true`, flushes wait, so writes pile up behind the first one.
-        held: Arc<(Mutex<bool>, std::sync::Condvar)>,
-    }
-
-    impl Engine for Fake {
-        fn set(&mut self, key: &[u8], value: Option<&[u8]>) -> anyhow::Result<Option<Vec<u8>>> {
-            let mut d = self.data.lock().unwrap();
-            Ok(match value {
-                Some(v) => d.insert(key.to_vec(), v.to_vec()),
-                None => d.remove(key),
-            })
-        }
-        fn set_all(&mut self, writes: &[Write]) -> anyhow::Result<()> {
-            for (k, v) in writes {
-                self.set(k, v.as_deref())?;
-            }
-            Ok(())
-        }
-        fn get(&self, key: &[u8]) -> anyhow::Result<Option<Vec<u8>>> {
-            Ok(self.data.lock().unwrap().get(key).cloned())
-        }
-        fn flush(&mut self) -> anyhow::Result<()> {
-            let (held, cv) = &*self.held;
-            let _open = cv.wait_while(held.lock().unwrap(), |h| *h).unwrap();
-            self.flushes.fetch_add(1, Ordering::Relaxed);
-            if self.fail.load(Ordering::Relaxed) {
-                anyhow::bail!("disk full (injected)")
-            }
-            Ok(())
-        }
-    }
+    use crate::brain::memory::MemoryEngine;
 
     #[tokio::test]
     async fn concurrent_writes_share_flushes_and_all_land() {
-        let fake = Fake::default();
+        let fake = MemoryEngine::default();
         let writer = Arc::new(Writer::start(fake.clone()).unwrap());
         // Hold the first flush so the other 199 writes queue up behind it.
-        *fake.held.0.lock().unwrap() = true;
+        fake.hold(true);
         let mut tasks = Vec::new();
         for i in 0..200u32 {
             let w = writer.clone();
@@ -248,15 +209,14 @@ mod tests {
                 w.write(format!("k{i}").into_bytes(), Some(vec![1])).await
             }));
         }
-        while fake.data.lock().unwrap().len() + writer.queued() < 200 {
+        while fake.len() + writer.queued() < 200 {
             tokio::task::yield_now().await;
         }
-        *fake.held.0.lock().unwrap() = false;
-        fake.held.1.notify_all();
+        fake.hold(false);
         for t in tasks {
             assert!(!t.await.unwrap().unwrap(), "each key was new");
         }
-        assert_eq!(fake.data.lock().unwrap().len(), 200);
+        assert_eq!(fake.len(), 200);
         let flushes = fake.flushes.load(Ordering::Relaxed);
         assert!(
             flushes < 200,
@@ -267,13 +227,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_flush_fails_and_undoes_every_write_of_its_batch() {
-        let fake = Fake::default();
+        let fake = MemoryEngine::default();
         let writer = Writer::start(fake.clone()).unwrap();
         writer
             .write(b"kept".to_vec(), Some(b"old".to_vec()))
             .await
             .unwrap();
-        fake.fail.store(true, Ordering::Relaxed);
+        fake.broken.store(true, Ordering::Relaxed);
         let err = writer
             .write(b"kept".to_vec(), Some(b"new".to_vec()))
             .await
@@ -290,19 +250,19 @@ mod tests {
             ])
             .await
             .unwrap_err();
-        assert!(err.to_string().contains("disk full"), "{err}");
+        assert!(err.to_string().contains("No space left"), "{err}");
         // Nothing the caller was told failed is visible.
         assert_eq!(fake.get(b"kept").unwrap().as_deref(), Some(&b"old"[..]));
         assert_eq!(fake.get(b"a").unwrap(), None);
         assert_eq!(writer.stats.failed_flushes.load(Ordering::Relaxed), 2);
-        fake.fail.store(false, Ordering::Relaxed);
+        fake.broken.store(false, Ordering::Relaxed);
         assert!(writer.write(b"kept".to_vec(), None).await.unwrap());
         assert_eq!(fake.get(b"kept").unwrap(), None);
     }
 
     #[tokio::test]
     async fn dropping_the_writer_flushes_what_is_queued_and_joins() {
-        let fake = Fake::default();
+        let fake = MemoryEngine::default();
         let writer = Arc::new(Writer::start(fake.clone()).unwrap());
         writer.write(b"x".to_vec(), Some(vec![7])).await.unwrap();
         drop(writer);

@@ -81,7 +81,12 @@ fn authenticate(headers: &HeaderMap) -> Option<String> {
         .map(|k| k.split_once(':').unwrap())
         .collect();
     let (user, token) = pair.split_once(':')?;
-    (valid.get(user) == Some(&token)).then(|| user.to_string())
+    // Generated users for load and crash tests: `uN` with token `tok-N`.
+    let generated = user
+        .strip_prefix('u')
+        .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        .is_some_and(|n| token == format!("tok-{n}"));
+    (generated || valid.get(user) == Some(&token)).then(|| user.to_string())
 }
 
 fn record(
@@ -295,9 +300,13 @@ impl Deputy {
         let mut child = self.spawn(args);
         let mut stdin = child.stdin.take().unwrap();
         let input: String = lines.iter().map(|l| format!("{l}\n")).collect();
-        stdin.write_all(input.as_bytes()).await.unwrap();
-        drop(stdin);
-        Run(child.wait_with_output().await.unwrap())
+        // Written while the output is read: a long input must not wait on a full stdout pipe.
+        let writer = tokio::spawn(async move {
+            let _ = stdin.write_all(input.as_bytes()).await;
+        });
+        let output = child.wait_with_output().await.unwrap();
+        writer.await.unwrap();
+        Run(output)
     }
 
     /// Starts deputy with piped stdin, stdout and stderr, for tests that talk to it live.
