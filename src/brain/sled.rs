@@ -135,6 +135,8 @@ impl SledStore {
             None => 0,
         };
         let confirmed = match std::fs::read(commit_path) {
+            // Created at open, written at the first flush: empty means nothing committed yet.
+            Ok(bytes) if bytes.is_empty() => 0,
             Ok(bytes) => decode_commit(&bytes).unwrap_or_else(|| {
                 tracing::warn!(file = %commit_path.display(), "the commit file is garbled; the check for lost writes is skipped this once");
                 0

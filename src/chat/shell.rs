@@ -1,13 +1,18 @@
 //! The shell adapter: chat with the bot in a terminal or through a pipe. One message per
 //! line; every reply is printed and flushed as soon as it exists; at end of input it waits for
 //! replies still in flight. Lines starting with `/` control the shell itself.
+//!
+//! Through a pipe the shell reads no faster than it answers: at most [`IN_FLIGHT`] messages
+//! are being handled at once, so a burst of any size costs the same memory. Replies go to one
+//! writer thread that buffers stdout and flushes whenever it has caught up, so no async worker
+//! ever blocks on a full pipe or a stdout lock.
 
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::io::AsyncBufReadExt;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use super::{Adapter, Deleted, Message, Reply, Runner, Visibility};
 
@@ -27,10 +32,46 @@ pub struct ShellOptions {
 const SHELL_HELP: &str = "shell commands: /user NAME (talk as NAME), /public (a shared channel), \
 /dm (a direct message), /quit";
 
-/// Where replies go: plain stdout, or rustyline's printer so the prompt survives.
+/// Messages being handled at once when reading a pipe.
+pub const IN_FLIGHT: usize = 1024;
+
+/// Where replies go: the stdout writer thread, or rustyline's printer so the prompt survives.
 enum Output {
-    Stdout,
+    Stdout(mpsc::Sender<Out>),
     Printer(Mutex<Box<dyn rustyline::ExternalPrinter + Send>>),
+}
+
+enum Out {
+    Line(String),
+    /// Flush everything before this, then answer.
+    Sync(oneshot::Sender<()>),
+}
+
+/// The stdout writer: buffered, flushed each time the queue runs dry.
+fn stdout_writer() -> mpsc::Sender<Out> {
+    let (tx, mut rx) = mpsc::channel::<Out>(IN_FLIGHT);
+    std::thread::spawn(move || {
+        let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
+        while let Some(first) = rx.blocking_recv() {
+            let mut next = Some(first);
+            while let Some(item) = next {
+                match item {
+                    // A closed stdout (the reader went away) is not worth a panic.
+                    Out::Line(text) => {
+                        let _ = out.write_all(text.as_bytes());
+                        let _ = out.write_all(b"\n");
+                    }
+                    Out::Sync(done) => {
+                        let _ = out.flush();
+                        let _ = done.send(());
+                    }
+                }
+                next = rx.try_recv().ok();
+            }
+            let _ = out.flush();
+        }
+    });
+    tx
 }
 
 struct ShellAdapter {
@@ -39,13 +80,10 @@ struct ShellAdapter {
 }
 
 impl ShellAdapter {
-    fn print(&self, text: &str) {
+    async fn print(&self, text: String) {
         match &self.output {
-            Output::Stdout => {
-                let mut out = std::io::stdout().lock();
-                // A closed stdout (the reader went away) is not worth a panic.
-                let _ = writeln!(out, "{text}");
-                let _ = out.flush();
+            Output::Stdout(tx) => {
+                let _ = tx.send(Out::Line(text)).await;
             }
             Output::Printer(p) => {
                 let _ = p
@@ -54,6 +92,34 @@ impl ShellAdapter {
                     .print(format!("{text}\n"));
             }
         }
+    }
+
+    /// Returns once everything printed so far is written out.
+    async fn sync(&self) {
+        if let Output::Stdout(tx) = &self.output {
+            let (done, written) = oneshot::channel();
+            if tx.send(Out::Sync(done)).await.is_ok() {
+                let _ = written.await;
+            }
+        }
+    }
+}
+
+/// The shell adapter as one message sees it: holding the message's in-flight permit until
+/// the runner has sent its replies and dropped it.
+struct Tracked {
+    inner: Arc<ShellAdapter>,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+#[async_trait::async_trait]
+impl Adapter for Tracked {
+    async fn send(&self, to: &Message, reply: Reply) -> anyhow::Result<()> {
+        self.inner.send(to, reply).await
+    }
+
+    async fn delete(&self, message: &Message) -> Deleted {
+        self.inner.delete(message).await
     }
 }
 
@@ -67,9 +133,9 @@ impl Adapter for ShellAdapter {
             _ => reply.text,
         };
         if self.show_user {
-            self.print(&format!("[{}] {text}", to.user));
+            self.print(format!("[{}] {text}", to.user)).await;
         } else {
-            self.print(&text);
+            self.print(text).await;
         }
         Ok(())
     }
@@ -81,8 +147,10 @@ impl Adapter for ShellAdapter {
 
 /// Reads messages until end of input (or `/quit`), then waits for every reply.
 pub async fn run(runner: Arc<Runner>, options: ShellOptions) -> anyhow::Result<()> {
-    let (lines_tx, mut lines) = mpsc::unbounded_channel::<String>();
+    let (lines_tx, mut lines) = mpsc::channel::<String>(IN_FLIGHT);
     let adapter: Arc<ShellAdapter>;
+    // Only a pipe needs the limit: a person types slower than any answer.
+    let mut limit = None;
     if std::io::stdin().is_terminal() {
         let mut editor = rustyline::DefaultEditor::new()?;
         let printer = editor.create_external_printer()?;
@@ -90,33 +158,37 @@ pub async fn run(runner: Arc<Runner>, options: ShellOptions) -> anyhow::Result<(
             output: Output::Printer(Mutex::new(Box::new(printer))),
             show_user: options.show_user,
         });
-        adapter.print(&format!(
-            "deputy shell: talking as {}, in a {}. Try `help`. ({SHELL_HELP})",
-            options.user,
-            if options.public {
-                "shared channel"
-            } else {
-                "direct message"
-            }
-        ));
+        adapter
+            .print(format!(
+                "deputy shell: talking as {}, in a {}. Try `help`. ({SHELL_HELP})",
+                options.user,
+                if options.public {
+                    "shared channel"
+                } else {
+                    "direct message"
+                }
+            ))
+            .await;
         // rustyline blocks: it gets a thread of its own.
         std::thread::spawn(move || {
             while let Ok(line) = editor.readline("you> ") {
                 let _ = editor.add_history_entry(line.as_str());
-                if lines_tx.send(line).is_err() {
+                if lines_tx.blocking_send(line).is_err() {
                     break;
                 }
             }
         });
     } else {
         adapter = Arc::new(ShellAdapter {
-            output: Output::Stdout,
+            output: Output::Stdout(stdout_writer()),
             show_user: options.show_user,
         });
+        limit = Some(Arc::new(Semaphore::new(IN_FLIGHT)));
         tokio::spawn(async move {
-            let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+            let mut stdin =
+                tokio::io::BufReader::with_capacity(64 * 1024, tokio::io::stdin()).lines();
             while let Ok(Some(line)) = stdin.next_line().await {
-                if lines_tx.send(line).is_err() {
+                if lines_tx.send(line).await.is_err() {
                     break;
                 }
             }
@@ -141,7 +213,7 @@ pub async fn run(runner: Arc<Runner>, options: ShellOptions) -> anyhow::Result<(
                 (Some("public"), None) => state.public = true,
                 (Some("dm"), None) => state.public = false,
                 (Some("quit"), None) => break,
-                _ => adapter.print(SHELL_HELP),
+                _ => adapter.print(SHELL_HELP.to_string()).await,
             }
             continue;
         }
@@ -161,8 +233,17 @@ pub async fn run(runner: Arc<Runner>, options: ShellOptions) -> anyhow::Result<(
             direct: !state.public,
             text: line.to_string(),
         };
-        runner.submit(message, adapter.clone());
+        let permit = match &limit {
+            Some(l) => Some(l.clone().acquire_owned().await?),
+            None => None,
+        };
+        let tracked = Arc::new(Tracked {
+            inner: adapter.clone(),
+            _permit: permit,
+        });
+        runner.submit(message, tracked);
     }
     runner.drain().await;
+    adapter.sync().await;
     Ok(())
 }
