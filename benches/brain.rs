@@ -85,5 +85,44 @@ fn acknowledged_writes(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, fsync_rate, acknowledged_writes);
+/// The read path of every command: one record from sled, opened and parsed.
+fn get_and_unseal(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = scratch();
+    let brain = brain(dir.path());
+    let keys: Vec<KeyPath> = (0..10_000)
+        .map(|n| {
+            KeyPath::credential(
+                &Owner {
+                    adapter: "slack".into(),
+                    workspace: "T0001".into(),
+                    user: format!("U{n:08}"),
+                },
+                "jenkins",
+            )
+        })
+        .collect();
+    rt.block_on(async {
+        for k in &keys {
+            brain
+                .put(k, &serde_json::json!({"kind": "api_key", "secret": "alice:11a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6", "linked_at": 1790000000u64}))
+                .await
+                .unwrap();
+        }
+    });
+    let mut i = 0;
+    let mut group = c.benchmark_group("brain");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("get + unseal a credential (10,000 stored)", |b| {
+        b.to_async(&rt).iter(|| {
+            i = (i + 7919) % keys.len();
+            let k = &keys[i];
+            let brain = &brain;
+            async move { brain.get::<serde_json::Value>(k).await.unwrap().unwrap() }
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, fsync_rate, acknowledged_writes, get_and_unseal);
 criterion_main!(benches);
