@@ -192,6 +192,25 @@ pub fn open_brain(config: &Config, sealer: Sealer) -> Result<Brain, StartError> 
     Brain::open_dir(&config.brain_dir(), sealer).map_err(brain_error)
 }
 
+/// Opens the brain the config names: Redis when `[brain] url` is set, else sled.
+pub async fn open_configured_brain(config: &Config, sealer: Sealer) -> Result<Brain, StartError> {
+    match &config.brain.url {
+        Some(url) => {
+            let password = std::env::var(REDIS_PASSWORD_ENV)
+                .ok()
+                .filter(|p| !p.is_empty())
+                .map(SecretString::from);
+            Brain::open_redis(url, password.as_ref(), &config.brain.prefix, sealer)
+                .await
+                .map_err(brain_error)
+        }
+        None => open_brain(config, sealer),
+    }
+}
+
+/// The Redis brain's password.
+pub const REDIS_PASSWORD_ENV: &str = "DEPUTY_REDIS_PASSWORD";
+
 /// For administration: the brain must exist already.
 pub fn open_existing_brain(config: &Config, sealer: Sealer) -> Result<Brain, StartError> {
     Brain::open_existing(&config.brain_dir(), sealer).map_err(brain_error)

@@ -45,8 +45,13 @@ pub struct BotConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BrainConfig {
-    /// The brain's data directory (created 0700).
+    /// The brain's data directory (created 0700), for the embedded sled brain.
     pub path: PathBuf,
+    /// A shared Redis brain instead (`redis://host:port/db`, `rediss://` for TLS), for several
+    /// replicas. Its password comes from `DEPUTY_REDIS_PASSWORD`, never from this file.
+    pub url: Option<String>,
+    /// Prefix of every Redis key deputy writes, so one Redis can hold several brains.
+    pub prefix: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -143,6 +148,8 @@ impl Default for BrainConfig {
     fn default() -> Self {
         BrainConfig {
             path: PathBuf::from("deputy-data"),
+            url: None,
+            prefix: "deputy:".into(),
         }
     }
 }

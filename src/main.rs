@@ -98,6 +98,15 @@ enum BrainCommand {
     /// Restore a backup written by `export`: checked whole first, then written at once, so
     /// it lands completely or not at all. Records with the same key are replaced.
     Import { file: PathBuf },
+    /// Copy every record, sealed as it is, from one brain to another (a sled directory or a
+    /// redis:// URL), checking each opens. Run it again after an interruption: records
+    /// already copied are skipped.
+    Migrate {
+        #[arg(long, value_name = "PATH|URL")]
+        from: String,
+        #[arg(long, value_name = "PATH|URL")]
+        to: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -219,7 +228,14 @@ async fn brain_command(
     // A shell-made development key is used when it is there; none is ever created here.
     let allow_dev = dir.join(deputy::brain::DEV_SECRET_FILE).exists();
     let (sealer, _) = app::sealer(config, allow_dev)?;
-    let brain = app::open_existing_brain(config, sealer)?;
+    if let BrainCommand::Migrate { from, to } = &command {
+        return migrate(config, from, to).await;
+    }
+    let brain = if config.brain.url.is_some() {
+        app::open_configured_brain(config, sealer).await?
+    } else {
+        app::open_existing_brain(config, sealer)?
+    };
     let failed = |what: &str, e: &dyn std::fmt::Display| StartError {
         code: exit::RUNTIME,
         message: format!("{what}: {e:#}"),
@@ -233,10 +249,15 @@ async fn brain_command(
                     code: exit::RUNTIME,
                     message: format!("re-sealing failed part-way (run it again): {e:#}"),
                 })?;
-            brain.rewrite_canary(&dir).map_err(|e| StartError {
-                code: exit::RUNTIME,
-                message: format!("records re-sealed, but the canary could not be rewritten: {e}"),
-            })?;
+            brain
+                .rewrite_canary_here(&dir)
+                .await
+                .map_err(|e| StartError {
+                    code: exit::RUNTIME,
+                    message: format!(
+                        "records re-sealed, but the canary could not be rewritten: {e}"
+                    ),
+                })?;
             println!(
                 "re-sealed {n} record(s) with key {}; DEPUTY_SECRET_PREVIOUS can now be removed",
                 brain.key_id()
@@ -311,8 +332,59 @@ async fn brain_command(
                 .map_err(|e| failed(&format!("{} was not imported", file.display()), &e))?;
             println!("imported {n} record(s) from {}", file.display());
         }
+        BrainCommand::Migrate { .. } => unreachable!("handled above"),
     }
     Ok(())
+}
+
+/// `brain migrate`: both ends opened with the same secret (the target's canary is checked,
+/// or written when it is new), then every source record copied in atomic chunks.
+async fn migrate(config: &deputy::config::Config, from: &str, to: &str) -> Result<(), StartError> {
+    let open = |place: &str| {
+        let mut c = config.clone();
+        if place.starts_with("redis://") || place.starts_with("rediss://") {
+            c.brain.url = Some(place.to_string());
+        } else {
+            c.brain.url = None;
+            c.brain.path = PathBuf::from(place);
+        }
+        c
+    };
+    let (from_config, to_config) = (open(from), open(to));
+    let (sealer, _) = app::sealer(config, false)?;
+    let source = if from_config.brain.url.is_some() {
+        app::open_configured_brain(&from_config, sealer).await?
+    } else {
+        app::open_existing_brain(&from_config, sealer)?
+    };
+    let (sealer, _) = app::sealer(config, false)?;
+    let target = app::open_configured_brain(&to_config, sealer).await?;
+    let report = deputy::brain::admin::migrate(&source, &target)
+        .await
+        .map_err(|e| StartError {
+            code: exit::RUNTIME,
+            message: format!("migration stopped (run it again to resume): {e:#}"),
+        })?;
+    for (key, why) in &report.failed {
+        println!("FAILED {key}: {why}");
+    }
+    println!(
+        "copied {} record(s), {} already there, {} failed",
+        report.copied,
+        report.already,
+        report.failed.len()
+    );
+    if report.failed.is_empty() {
+        Ok(())
+    } else {
+        Err(StartError {
+            code: exit::RUNTIME,
+            message: format!(
+                "{} record(s) do not open and were not copied",
+                report.failed.len()
+            ),
+        })
+    }
 }
 
 fn warn_missing_consumers(packs: &[deputy::pack::Pack]) {
@@ -528,7 +600,7 @@ async fn serve(
     front: Front,
     extra_roots: &[String],
 ) -> Result<(), StartError> {
-    let brain = app::open_brain(config, sealer)?;
+    let brain = app::open_configured_brain(config, sealer).await?;
     let dispatcher = app::dispatcher(config, packs, templates, brain, extra_roots)?;
     tracing::info!(
         services = dispatcher.packs.len(),

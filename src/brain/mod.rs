@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod memory;
+pub mod redis;
 pub mod seal;
 pub mod sled;
 pub mod writer;
@@ -35,6 +36,78 @@ pub trait Store: Send + Sync + 'static {
     async fn put_all(&self, writes: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> anyhow::Result<()>;
     /// All keys starting with `prefix`.
     async fn keys(&self, prefix: &[u8]) -> anyhow::Result<Vec<Vec<u8>>>;
+    /// Like `put`, for a record that means nothing after `expires_at` (Unix seconds): a store
+    /// with native expiry drops it then. Readers still check expiry themselves.
+    async fn put_expiring(
+        &self,
+        key: &[u8],
+        value: Vec<u8>,
+        expires_at: u64,
+    ) -> anyhow::Result<()> {
+        let _ = expires_at;
+        self.put(key, value).await
+    }
+    /// Adds one to a plain (unsealed) counter, atomically and durably, and returns the new
+    /// count. Counters live apart from records: they hold no secret.
+    async fn increment(&self, counter: &[u8], expires_at: u64) -> anyhow::Result<u64>;
+    /// Writes `value` only if `key` holds nothing; true when it did. For locks and
+    /// de-duplication: atomic across every process sharing the store.
+    async fn put_if_absent(
+        &self,
+        key: &[u8],
+        value: Vec<u8>,
+        expires_at: u64,
+    ) -> anyhow::Result<bool>;
+}
+
+/// Counters and locks share the embedded stores' key space under a first byte no key path
+/// starts with (key paths are ASCII), and are left out of every listing.
+pub(crate) fn private_key(key: &[u8]) -> Vec<u8> {
+    let mut k = vec![0xff];
+    k.extend_from_slice(key);
+    k
+}
+
+pub(crate) fn is_private(key: &[u8]) -> bool {
+    key.first() == Some(&0xff)
+}
+
+/// Unix seconds now.
+pub fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A counter or lock value written through a single writer: `count` then `expires_at`.
+pub(crate) fn writer_increment(old: Option<&[u8]>, expires_at: u64) -> Vec<u8> {
+    let now = now_unix();
+    let count = old
+        .and_then(|b| {
+            let count = u64::from_be_bytes(b.get(..8)?.try_into().ok()?);
+            let until = u64::from_be_bytes(b.get(8..16)?.try_into().ok()?);
+            (until > now).then_some(count)
+        })
+        .unwrap_or(0);
+    let mut out = (count + 1).to_be_bytes().to_vec();
+    out.extend_from_slice(&expires_at.to_be_bytes());
+    out
+}
+
+pub(crate) fn read_count(b: &[u8]) -> u64 {
+    b.get(..8)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_be_bytes)
+        .unwrap_or(0)
+}
+
+/// Whether a `put_if_absent` value (expiry first, then the value) is still live.
+pub(crate) fn live_until(b: &[u8]) -> bool {
+    b.get(..8)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_be_bytes)
+        .is_some_and(|until| until > now_unix())
 }
 
 /// Who a credential belongs to: the same numeric id on two platforms, or in two workspaces,
@@ -101,6 +174,8 @@ pub enum BrainError {
 pub struct Brain {
     store: Arc<dyn Store>,
     sealer: Arc<Sealer>,
+    /// Set for a Redis brain, whose canary lives in Redis rather than in a file.
+    redis: Option<Arc<redis::RedisStore>>,
 }
 
 impl std::fmt::Debug for Brain {
@@ -124,6 +199,81 @@ impl Brain {
         Brain {
             store,
             sealer: Arc::new(sealer),
+            redis: None,
+        }
+    }
+
+    /// Connects to a Redis brain and checks its canary the way [`Brain::open_dir`] checks
+    /// the file: a wrong secret is refused before anything is written.
+    pub async fn open_redis(
+        url: &str,
+        password: Option<&SecretString>,
+        prefix: &str,
+        sealer: Sealer,
+    ) -> Result<Brain, BrainError> {
+        let io = |message: String| BrainError::Io {
+            dir: PathBuf::from(redis::redact(url)),
+            message,
+        };
+        let store = redis::RedisStore::connect(url, password, prefix)
+            .await
+            .map_err(io)?;
+        let shown = store.shown().to_string();
+        match store.canary().await.map_err(|e| io(format!("{e:#}")))? {
+            Some(sealed) => match sealer.open(CANARY_PATH, &sealed) {
+                Ok(plain) if plain.as_slice() == CANARY_PLAINTEXT => {}
+                _ => {
+                    return Err(BrainError::WrongSecret {
+                        dir: PathBuf::from(shown),
+                    })
+                }
+            },
+            None => {
+                if !store
+                    .keys(b"")
+                    .await
+                    .map_err(|e| io(format!("{e:#}")))?
+                    .is_empty()
+                {
+                    return Err(io(format!(
+                        "records exist but the canary {} is missing; restore it from a backup",
+                        store.canary_key()
+                    )));
+                }
+                store
+                    .set_canary(sealer.seal(CANARY_PATH, CANARY_PLAINTEXT))
+                    .await
+                    .map_err(|e| io(format!("cannot write the canary: {e:#}")))?;
+            }
+        }
+        let store = Arc::new(store);
+        Ok(Brain {
+            store: store.clone(),
+            sealer: Arc::new(sealer),
+            redis: Some(store),
+        })
+    }
+
+    /// Rewrites the canary with the current key, wherever this brain keeps it.
+    pub async fn rewrite_canary_here(&self, dir: &Path) -> anyhow::Result<()> {
+        match &self.redis {
+            Some(r) => {
+                r.set_canary(self.sealer.seal(CANARY_PATH, CANARY_PLAINTEXT))
+                    .await
+            }
+            None => Ok(self.rewrite_canary(dir)?),
+        }
+    }
+
+    /// The sealed canary, for copying a brain elsewhere (`brain migrate`).
+    pub async fn sealed_canary(&self, dir: &Path) -> anyhow::Result<Option<Vec<u8>>> {
+        match &self.redis {
+            Some(r) => r.canary().await,
+            None => match std::fs::read(dir.join(CANARY_FILE)) {
+                Ok(b) => Ok(Some(b)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e.into()),
+            },
         }
     }
 

@@ -40,8 +40,17 @@ fn not_stored(message: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(NotStored(message.into()))
 }
 
+/// A read-modify-write: given the current value, the new one (`None` deletes).
+pub type Update = Box<dyn FnOnce(Option<&[u8]>) -> Option<Vec<u8>> + Send>;
+
 enum Op {
     One(Write, oneshot::Sender<anyhow::Result<bool>>),
+    /// Atomic because the writer is the only one: nothing else writes between read and write.
+    Update(
+        Vec<u8>,
+        Update,
+        oneshot::Sender<anyhow::Result<Option<Vec<u8>>>>,
+    ),
     /// All-or-nothing (imports); acknowledged with the number of writes.
     All(Vec<Write>, oneshot::Sender<anyhow::Result<bool>>),
 }
@@ -86,6 +95,18 @@ impl Writer {
     pub async fn write(&self, key: Vec<u8>, value: Option<Vec<u8>>) -> anyhow::Result<bool> {
         let (ack, done) = oneshot::channel();
         self.send(Op::One((key, value), ack), done).await
+    }
+
+    /// Replaces the value at `key` with `f(current)`, atomically and durably; returns the new
+    /// value.
+    pub async fn update(&self, key: Vec<u8>, f: Update) -> anyhow::Result<Option<Vec<u8>>> {
+        let (ack, done) = oneshot::channel();
+        let tx = self.tx.as_ref().expect("sender lives until drop");
+        tx.send(Op::Update(key, f, ack))
+            .await
+            .map_err(|_| not_stored("the brain's writer has stopped"))?;
+        done.await
+            .map_err(|_| not_stored("the brain's writer stopped before the write was durable"))?
     }
 
     /// Queues writes that land together or not at all.
@@ -138,6 +159,8 @@ fn commit<E: Engine>(engine: &mut E, batch: &mut Vec<Op>, stats: &WriterStats) {
     let mut undo: Vec<Write> = Vec::new();
     let mut results: Vec<(oneshot::Sender<anyhow::Result<bool>>, anyhow::Result<bool>)> =
         Vec::with_capacity(batch.len());
+    type UpdateAck = oneshot::Sender<anyhow::Result<Option<Vec<u8>>>>;
+    let mut updated: Vec<(UpdateAck, anyhow::Result<Option<Vec<u8>>>)> = Vec::new();
     let mut applied = 0u64;
     for op in batch.drain(..) {
         match op {
@@ -150,6 +173,16 @@ fn commit<E: Engine>(engine: &mut E, batch: &mut Vec<Op>, stats: &WriterStats) {
                 }
                 Err(e) => results.push((ack, Err(not_stored(format!("{e:#}"))))),
             },
+            Op::Update(key, f, ack) => {
+                let r = engine.get(&key).and_then(|old| {
+                    let new = f(old.as_deref());
+                    engine.set(&key, new.as_deref())?;
+                    undo.push((key, old));
+                    applied += 1;
+                    Ok(new)
+                });
+                updated.push((ack, r.map_err(|e| not_stored(format!("{e:#}")))));
+            }
             Op::All(writes, ack) => {
                 let old: anyhow::Result<Vec<Write>> = writes
                     .iter()
@@ -180,13 +213,21 @@ fn commit<E: Engine>(engine: &mut E, batch: &mut Vec<Op>, stats: &WriterStats) {
                     *r = Err(not_stored(message.clone()));
                 }
             }
+            for (_, r) in updated.iter_mut() {
+                if r.is_ok() {
+                    *r = Err(not_stored(message.clone()));
+                }
+            }
         } else {
             stats.flushes.fetch_add(1, Ordering::Relaxed);
             stats.writes.fetch_add(applied, Ordering::Relaxed);
         }
     }
+    // A caller that gave up waiting is no reason to stop.
     for (ack, r) in results {
-        // A caller that gave up waiting is no reason to stop.
+        let _ = ack.send(r);
+    }
+    for (ack, r) in updated {
         let _ = ack.send(r);
     }
 }

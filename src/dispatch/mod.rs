@@ -135,6 +135,14 @@ impl Dispatcher {
             Err(Internal(e)) => {
                 let reference = format!("{:08x}", rand::random::<u32>());
                 tracing::error!(reference, adapter = %msg.adapter, user = %msg.user, error = %format!("{e:#}"), "internal error");
+                if e.downcast_ref::<crate::brain::redis::Unavailable>()
+                    .is_some()
+                {
+                    return vec![Reply::new(format!(
+                        "Sorry, I cannot reach my brain right now, so I could not do that and \
+                         nothing was stored (ref {reference}). Try again in a minute."
+                    ))];
+                }
                 if e.downcast_ref::<crate::brain::writer::NotStored>()
                     .is_some()
                 {

@@ -567,3 +567,72 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// A real Redis on a loopback port of its own, with the persistence the README recommends
+/// (AOF, fsync on every write). Killed on drop.
+pub struct RedisServer {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    child: Option<tokio::process::Child>,
+}
+
+impl RedisServer {
+    pub async fn start() -> RedisServer {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = RedisServer {
+            port: free_port(),
+            dir,
+            child: None,
+        };
+        r.restart().await;
+        r
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Starts (again) on the same port and data directory; returns once it accepts
+    /// connections (it says so on stdout).
+    pub async fn restart(&mut self) {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = tokio::process::Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+            ])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server must be installed (.ci/run installs it from Debian's packages)");
+        let mut out = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        loop {
+            let line = tokio::time::timeout(std::time::Duration::from_secs(20), out.next_line())
+                .await
+                .expect("redis-server ready within 20 s")
+                .unwrap()
+                .expect("redis-server exited before it was ready");
+            if line.contains("Ready to accept connections") {
+                break;
+            }
+        }
+        // Keep reading so a full pipe never stalls the server.
+        tokio::spawn(async move { while let Ok(Some(_)) = out.next_line().await {} });
+        self.child = Some(child);
+    }
+
+    /// SIGKILL: whatever was acknowledged must be in the AOF already.
+    pub async fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.start_kill().unwrap();
+            c.wait().await.unwrap();
+        }
+    }
+}
