@@ -131,14 +131,7 @@ impl Store for MemoryStore {
     }
 
     async fn increment(&self, counter: &[u8], expires_at: u64) -> anyhow::Result<u64> {
-        let new = self
-            .writer
-            .update(
-                super::private_key(counter),
-                Box::new(move |old| Some(super::writer_increment(old, expires_at))),
-            )
-            .await?;
-        Ok(new.as_deref().map_or(0, super::read_count))
+        self.writer.increment(counter, expires_at).await
     }
 
     async fn put_if_absent(
@@ -147,22 +140,6 @@ impl Store for MemoryStore {
         value: Vec<u8>,
         expires_at: u64,
     ) -> anyhow::Result<bool> {
-        let wrote = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = wrote.clone();
-        self.writer
-            .update(
-                super::private_key(key),
-                Box::new(move |old| match old {
-                    Some(old) if super::live_until(old) => Some(old.to_vec()),
-                    _ => {
-                        flag.store(true, std::sync::atomic::Ordering::Relaxed);
-                        let mut v = expires_at.to_be_bytes().to_vec();
-                        v.extend_from_slice(&value);
-                        Some(v)
-                    }
-                }),
-            )
-            .await?;
-        Ok(wrote.load(std::sync::atomic::Ordering::Relaxed))
+        self.writer.put_if_absent(key, value, expires_at).await
     }
 }

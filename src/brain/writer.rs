@@ -109,6 +109,43 @@ impl Writer {
             .map_err(|_| not_stored("the brain's writer stopped before the write was durable"))?
     }
 
+    /// [`super::Store::increment`] for the stores this writer serves: atomic because the
+    /// writer is the only one.
+    pub async fn increment(&self, counter: &[u8], expires_at: u64) -> anyhow::Result<u64> {
+        let new = self
+            .update(
+                super::private_key(counter),
+                Box::new(move |old| Some(super::writer_increment(old, expires_at))),
+            )
+            .await?;
+        Ok(new.as_deref().map_or(0, super::read_count))
+    }
+
+    /// [`super::Store::put_if_absent`] for the stores this writer serves.
+    pub async fn put_if_absent(
+        &self,
+        key: &[u8],
+        value: Vec<u8>,
+        expires_at: u64,
+    ) -> anyhow::Result<bool> {
+        let wrote = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = wrote.clone();
+        self.update(
+            super::private_key(key),
+            Box::new(move |old| match old {
+                Some(old) if super::live_until(old) => Some(old.to_vec()),
+                _ => {
+                    flag.store(true, Ordering::Relaxed);
+                    let mut v = expires_at.to_be_bytes().to_vec();
+                    v.extend_from_slice(&value);
+                    Some(v)
+                }
+            }),
+        )
+        .await?;
+        Ok(wrote.load(Ordering::Relaxed))
+    }
+
     /// Queues writes that land together or not at all.
     pub async fn write_all(&self, writes: Vec<Write>) -> anyhow::Result<()> {
         let (ack, done) = oneshot::channel();
