@@ -124,5 +124,127 @@ fn get_and_unseal(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, fsync_rate, acknowledged_writes, get_and_unseal);
+/// A redis-server of the bench's own, with the README's persistence (AOF, fsync always).
+struct RedisServer(
+    std::process::Child,
+    #[allow(dead_code)] tempfile::TempDir,
+    u16,
+);
+
+impl RedisServer {
+    fn start() -> RedisServer {
+        use std::io::BufRead;
+        let dir = scratch();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .args(["--appendonly", "yes", "--appendfsync", "always"])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("redis-server must be installed (.ci/run installs it)");
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        for line in out.by_ref() {
+            if line.unwrap().contains("Ready to accept connections") {
+                break;
+            }
+        }
+        std::thread::spawn(move || for _ in out {});
+        RedisServer(child, dir, port)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn redis_brain(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = RedisServer::start();
+    let secret =
+        SecretString::from("aGVsbG8gdGhpcyBpcyBhIHRlc3Qgc2VjcmV0IGtleSAxMjM0NTY3OA==".to_string());
+    let brain = rt
+        .block_on(Brain::open_redis(
+            &format!("redis://127.0.0.1:{}/0", server.2),
+            None,
+            "bench:",
+            Sealer::new(&secret, &[]).unwrap(),
+        ))
+        .unwrap();
+    let credential = serde_json::json!({"kind": "api_key", "secret": "alice:11a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6", "linked_at": 1790000000u64});
+    let next = Arc::new(AtomicU64::new(0));
+    let mut group = c.benchmark_group("redis brain (appendfsync always)");
+    group.throughput(Throughput::Elements(1));
+    group.measurement_time(Duration::from_secs(5));
+    for writers in [1usize, 100] {
+        group.bench_function(format!("acknowledged writes, {writers} writer(s)"), |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let start = Instant::now();
+                    let mut tasks = Vec::new();
+                    for w in 0..writers as u64 {
+                        let (brain, next, credential) =
+                            (brain.clone(), next.clone(), credential.clone());
+                        let mine = (iters + writers as u64 - 1 - w) / writers as u64;
+                        tasks.push(tokio::spawn(async move {
+                            for _ in 0..mine {
+                                let n = next.fetch_add(1, Ordering::Relaxed) % 10_000;
+                                let owner = Owner {
+                                    adapter: "slack".into(),
+                                    workspace: "T0001".into(),
+                                    user: format!("U{n:08}"),
+                                };
+                                brain
+                                    .put(&KeyPath::credential(&owner, "jenkins"), &credential)
+                                    .await
+                                    .unwrap();
+                            }
+                        }));
+                    }
+                    for t in tasks {
+                        t.await.unwrap();
+                    }
+                    start.elapsed()
+                })
+            })
+        });
+    }
+    let key = KeyPath::credential(
+        &Owner {
+            adapter: "slack".into(),
+            workspace: "T0001".into(),
+            user: "U00000001".into(),
+        },
+        "jenkins",
+    );
+    rt.block_on(brain.put(&key, &credential)).unwrap();
+    group.bench_function("get + unseal a credential", |b| {
+        b.to_async(&rt)
+            .iter(|| async { brain.get::<serde_json::Value>(&key).await.unwrap().unwrap() })
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    fsync_rate,
+    acknowledged_writes,
+    get_and_unseal,
+    redis_brain
+);
 criterion_main!(benches);
