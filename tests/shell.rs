@@ -485,3 +485,27 @@ async fn header_key_pack_sends_the_users_token_and_a_json_body() {
         serde_json::json!({"title": "Deploy fails on café"})
     );
 }
+
+#[tokio::test]
+async fn a_huge_line_is_refused_without_reading_it_and_the_next_one_is_answered() {
+    let jenkins = FakeJenkins::start().await;
+    let deputy = Deputy::new(&jenkins.url, "");
+    let huge = format!("jenkins setkey {}", "x".repeat(10 * 1024 * 1024));
+    let run = deputy
+        .shell(&["--user", "alice"], &[&huge, "jenkins whoami"])
+        .await
+        .ok();
+    let out = run.stdout();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out:.300}");
+    assert!(
+        lines[0].starts_with("That message is longer than 64 KiB"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].contains("haven't linked"),
+        "nothing was stored: {}",
+        lines[1]
+    );
+}

@@ -32,6 +32,58 @@ pub struct ShellOptions {
 const SHELL_HELP: &str = "shell commands: /user NAME (talk as NAME), /public (a shared channel), \
 /dm (a direct message), /quit";
 
+/// The longest message the shell reads; the rest of a longer line is skipped unread into
+/// memory (chat platforms cap messages too: Slack at 40,000 characters).
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// What stands for a line that was too long: the dispatcher never sees it.
+const TOO_LONG: &str = "\u{0}too long";
+
+/// Reads one line of at most `max` bytes. A longer line is consumed to its end without
+/// being kept, and comes back as [`TOO_LONG`], so a 100 MB line costs no memory.
+async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
+    r: &mut R,
+    max: usize,
+) -> std::io::Result<Option<String>> {
+    let mut line = Vec::new();
+    let mut overflow = false;
+    loop {
+        let buf = r.fill_buf().await?;
+        if buf.is_empty() {
+            return Ok(if line.is_empty() && !overflow {
+                None
+            } else if overflow {
+                Some(TOO_LONG.into())
+            } else {
+                Some(String::from_utf8_lossy(&line).into_owned())
+            });
+        }
+        let (chunk, done) = match buf.iter().position(|b| *b == b'\n') {
+            Some(i) => (&buf[..i], Some(i + 1)),
+            None => (buf, None),
+        };
+        if !overflow {
+            if line.len() + chunk.len() > max {
+                overflow = true;
+                line = Vec::new();
+            } else {
+                line.extend_from_slice(chunk);
+            }
+        }
+        let used = done.unwrap_or(buf.len());
+        r.consume(used);
+        if done.is_some() {
+            if overflow {
+                return Ok(Some(TOO_LONG.into()));
+            }
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            return Ok(Some(String::from_utf8_lossy(&line).into_owned()));
+        }
+    }
+}
+
 /// Messages being handled at once when reading a pipe.
 pub const IN_FLIGHT: usize = 1024;
 
@@ -185,9 +237,8 @@ pub async fn run(runner: Arc<Runner>, options: ShellOptions) -> anyhow::Result<(
         });
         limit = Some(Arc::new(Semaphore::new(IN_FLIGHT)));
         tokio::spawn(async move {
-            let mut stdin =
-                tokio::io::BufReader::with_capacity(64 * 1024, tokio::io::stdin()).lines();
-            while let Ok(Some(line)) = stdin.next_line().await {
+            let mut stdin = tokio::io::BufReader::with_capacity(64 * 1024, tokio::io::stdin());
+            while let Ok(Some(line)) = read_line(&mut stdin, MAX_LINE).await {
                 if lines_tx.send(line).await.is_err() {
                     break;
                 }
@@ -202,6 +253,15 @@ pub async fn run(runner: Arc<Runner>, options: ShellOptions) -> anyhow::Result<(
     let mut state = options;
     let counter = AtomicU64::new(0);
     while let Some(line) = lines.recv().await {
+        if line == TOO_LONG {
+            adapter
+                .print(format!(
+                    "That message is longer than {} KiB, so I did not read it; nothing was done.",
+                    MAX_LINE / 1024
+                ))
+                .await;
+            continue;
+        }
         let line = line.trim();
         if line.is_empty() {
             continue;
@@ -246,4 +306,30 @@ pub async fn run(runner: Arc<Runner>, options: ShellOptions) -> anyhow::Result<(
     runner.drain().await;
     adapter.sync().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn long_lines_are_skipped_whole_and_short_ones_kept() {
+        let mut input: Vec<u8> = b"first\r\n".to_vec();
+        input.extend(std::iter::repeat(b'x').take(1000));
+        input.extend(b"\nlast");
+        let mut r = tokio::io::BufReader::with_capacity(16, &input[..]);
+        assert_eq!(
+            read_line(&mut r, 100).await.unwrap().as_deref(),
+            Some("first")
+        );
+        assert_eq!(
+            read_line(&mut r, 100).await.unwrap().as_deref(),
+            Some(TOO_LONG)
+        );
+        assert_eq!(
+            read_line(&mut r, 100).await.unwrap().as_deref(),
+            Some("last")
+        );
+        assert_eq!(read_line(&mut r, 100).await.unwrap(), None);
+    }
 }
