@@ -79,7 +79,7 @@ pub fn load_packs(config: &Config) -> Result<(Vec<Pack>, Templates), StartError>
         if let (Some(key), Some(secret)) = (key, env(&secret_env)) {
             pack.service.consumer = Some(pack::Consumer {
                 key,
-                secret: crate::auth::Secret::new(secret),
+                secret: crate::secret::Secret::new(secret),
             });
         }
     }

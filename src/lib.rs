@@ -35,5 +35,6 @@ pub mod config;
 pub mod dispatch;
 pub mod pack;
 pub mod sandbox;
+pub mod secret;
 pub mod upstream;
 pub mod web;

@@ -5,10 +5,11 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::auth::Credential;
+use serde::Deserialize;
+
 use crate::brain::Owner;
 use crate::config::HttpConfig;
-use crate::pack::{Consumer, ResponseKind, Service};
+use crate::secret::Consumer;
 
 /// Largest upstream body deputy reads; a larger one is refused rather than buffered.
 const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
@@ -29,12 +30,35 @@ pub struct Call {
     pub response: ResponseKind,
 }
 
-/// How a call is authenticated.
+/// How the answer to a call is read (a pack's `response`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ResponseKind {
+    /// The body is JSON (`body.field` in the reply); an empty body is allowed.
+    #[default]
+    Json,
+    /// The body is text (`body` is a string).
+    Text,
+    /// The body is `application/x-www-form-urlencoded` (OAuth 1.0a token replies).
+    Form,
+}
+
+/// Which service a call goes to: its name (for the audit line) and its own timeout.
 #[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    pub name: &'a str,
+    pub timeout: Option<Duration>,
+}
+
+/// How a call is authenticated. The auth kinds build it from the user's credential.
+#[derive(Debug, Clone)]
 pub enum Auth<'a> {
     Anonymous,
-    /// An API key applied as a header (Basic, Bearer, a custom header).
-    Key(&'a Credential),
+    /// An API key applied as a header (Basic, Bearer, a custom header), marked sensitive.
+    Key {
+        header: String,
+        value: String,
+    },
     /// An OAuth 2.0 access token (`Authorization: Bearer`).
     Bearer(&'a str),
     /// An OAuth 1.0a signature with the consumer and, when there is one, a token and its
@@ -101,7 +125,7 @@ impl Upstream {
         self.client.clone()
     }
 
-    pub fn timeout_for(&self, service: &Service) -> Duration {
+    pub fn timeout_for(&self, service: Target<'_>) -> Duration {
         service.timeout.unwrap_or(self.default_timeout)
     }
 
@@ -109,7 +133,7 @@ impl Upstream {
     pub async fn send(
         &self,
         owner: &Owner,
-        service: &Service,
+        service: Target<'_>,
         command: &str,
         call: Call,
         auth: Auth<'_>,
@@ -143,7 +167,7 @@ impl Upstream {
     /// The request with its credential applied.
     fn builder(
         &self,
-        service: &Service,
+        service: Target<'_>,
         call: &Call,
         auth: Auth<'_>,
         timeout: Duration,
@@ -152,12 +176,12 @@ impl Upstream {
             ResponseKind::Form => "application/x-www-form-urlencoded",
             _ => "application/json",
         };
-        let req = if let Auth::OAuth1 { consumer, token } = auth {
+        let req = if let Auth::OAuth1 { consumer, token } = &auth {
             use reqwest_oauth1::OAuthClientProvider;
             check_signable(&call.url)?;
             let mut secrets =
                 reqwest_oauth1::Secrets::new(&*consumer.key, consumer.secret.expose());
-            if let Some((t, s)) = token {
+            if let Some((t, s)) = *token {
                 secrets = secrets.token(t, s);
             }
             // The signature covers the method, the URL and its query (the crate moves
@@ -185,10 +209,15 @@ impl Upstream {
                 .body(body.clone());
         }
         match auth {
-            Auth::Key(c) => {
-                req = c
-                    .apply(&service.auth, req)
+            Auth::Key { header, value } => {
+                let name = reqwest::header::HeaderName::from_bytes(header.as_bytes())
                     .map_err(|e| CallError::Other(e.to_string()))?;
+                let mut value = reqwest::header::HeaderValue::from_str(&value).map_err(|_| {
+                    CallError::Other("the stored key has characters a header cannot carry".into())
+                })?;
+                // Marked sensitive so HTTP-layer debug logging redacts it.
+                value.set_sensitive(true);
+                req = req.header(name, value);
             }
             Auth::Bearer(token) => {
                 let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
@@ -205,7 +234,7 @@ impl Upstream {
 
     async fn send_inner(
         &self,
-        service: &Service,
+        service: Target<'_>,
         call: Call,
         auth: Auth<'_>,
         timeout: Duration,
@@ -215,7 +244,7 @@ impl Upstream {
         let resp = req
             .send()
             .await
-            .map_err(|e| classify(&e, secs, &service.name))?;
+            .map_err(|e| classify(&e, secs, service.name))?;
         let status = resp.status().as_u16();
         let headers: BTreeMap<String, String> = resp
             .headers()
@@ -233,13 +262,13 @@ impl Upstream {
             }
             500..=599 => return Err(CallError::Server(status)),
             400..=499 => {
-                let body = read_limited(resp, secs, &service.name).await.ok();
+                let body = read_limited(resp, secs, service.name).await.ok();
                 let message = body.and_then(|b| upstream_message(&b));
                 return Err(CallError::Refused(status, message));
             }
             _ => {}
         }
-        let bytes = read_limited(resp, secs, &service.name).await?;
+        let bytes = read_limited(resp, secs, service.name).await?;
         let body = match call.response {
             _ if bytes.iter().all(u8::is_ascii_whitespace) => serde_json::Value::Null,
             ResponseKind::Json => {

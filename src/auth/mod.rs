@@ -5,43 +5,11 @@ pub mod apikey;
 pub mod oauth1;
 pub mod oauth2;
 
-use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 use crate::pack::AuthKind;
-
-/// A secret that cannot be printed by accident: `Debug` shows `[redacted]`, it has no
-/// `Display`, and its memory is zeroized on drop. It serializes only into the sealed brain.
-#[derive(Clone)]
-pub struct Secret(SecretString);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Secret {
-        Secret(SecretString::from(s.into()))
-    }
-
-    pub fn expose(&self) -> &str {
-        self.0.expose_secret()
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-impl Serialize for Secret {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.expose())
-    }
-}
-
-impl<'de> Deserialize<'de> for Secret {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Secret, D::Error> {
-        Ok(Secret::new(String::deserialize(d)?))
-    }
-}
+pub use crate::secret::Secret;
+use crate::upstream::Auth;
 
 /// What the brain holds for one (adapter, workspace, user, service).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -76,17 +44,15 @@ pub enum Credential {
 }
 
 impl Credential {
-    /// Adds the credential to a request as the service's auth kind says.
-    pub fn apply(
-        &self,
-        kind: &AuthKind,
-        req: reqwest::RequestBuilder,
-    ) -> anyhow::Result<reqwest::RequestBuilder> {
+    /// The header an API key becomes, as the service's auth kind says.
+    pub fn apply(&self, kind: &AuthKind) -> Auth<'static> {
         let Credential::ApiKey { secret, .. } = self else {
-            anyhow::bail!("an OAuth 1.0a token is applied by signing the request, not a header");
+            return Auth::Anonymous;
         };
-        let value = match kind {
-            AuthKind::None | AuthKind::OAuth1 { .. } | AuthKind::OAuth2(_) => return Ok(req),
+        let (header, value) = match kind {
+            AuthKind::None | AuthKind::OAuth1 { .. } | AuthKind::OAuth2(_) => {
+                return Auth::Anonymous
+            }
             AuthKind::Basic { .. } => {
                 use base64::Engine;
                 let encoded = base64::engine::general_purpose::STANDARD.encode(secret.expose());
@@ -100,12 +66,7 @@ impl Credential {
                 (header.clone(), format!("{prefix}{}", secret.expose()))
             }
         };
-        let name = reqwest::header::HeaderName::from_bytes(value.0.as_bytes())?;
-        let mut header = reqwest::header::HeaderValue::from_str(&value.1)
-            .map_err(|_| anyhow::anyhow!("the stored key has characters a header cannot carry"))?;
-        // Marked sensitive so HTTP-layer debug logging redacts it.
-        header.set_sensitive(true);
-        Ok(req.header(name, header))
+        Auth::Key { header, value }
     }
 
     pub fn linked_at(&self) -> u64 {

@@ -168,7 +168,7 @@ pub async fn start(
     };
     let body = match d
         .upstream
-        .send(&msg.owner(), s, "setupauth", call, auth)
+        .send(&msg.owner(), s.target(), "setupauth", call, auth)
         .await
     {
         Ok(r) => r.body,
@@ -306,7 +306,11 @@ pub async fn finish(
         consumer,
         token: Some((&flow.request_token, flow.request_token_secret.expose())),
     };
-    let body = match d.upstream.send(&owner, s, "auth", call, auth).await {
+    let body = match d
+        .upstream
+        .send(&owner, s.target(), "auth", call, auth)
+        .await
+    {
         Ok(r) => r.body,
         Err(CallError::Rejected(_)) => {
             flow.attempts += 1;

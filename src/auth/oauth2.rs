@@ -64,7 +64,7 @@ fn http(
     failed: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> impl Fn(oauth2::HttpRequest) -> HttpFuture + Send + Sync {
     let client = d.upstream.client();
-    let timeout = d.upstream.timeout_for(&pack.service);
+    let timeout = d.upstream.timeout_for(pack.service.target());
     let audit = std::sync::Arc::new(Audit {
         owner: owner.clone(),
         service: pack.service.name.clone(),

@@ -326,7 +326,7 @@ impl Dispatcher {
             };
             match self
                 .upstream
-                .send(&msg.owner(), service, command, call, auth)
+                .send(&msg.owner(), service.target(), command, call, auth)
                 .await
             {
                 Ok(r) => break r,
@@ -554,7 +554,7 @@ pub fn reply(text: impl Into<String>) -> Handled {
 fn auth_for<'a>(pack: &'a Pack, credential: Option<&'a Credential>) -> Result<Auth<'a>, Reply> {
     Ok(match credential {
         None => Auth::Anonymous,
-        Some(c @ Credential::ApiKey { .. }) => Auth::Key(c),
+        Some(c @ Credential::ApiKey { .. }) => c.apply(&pack.service.auth),
         Some(Credential::OAuth1 {
             token,
             token_secret,
