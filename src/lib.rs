@@ -33,6 +33,7 @@ pub mod brain;
 pub mod chat;
 pub mod config;
 pub mod dispatch;
+pub mod message;
 pub mod pack;
 pub mod sandbox;
 pub mod secret;

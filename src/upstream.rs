@@ -101,6 +101,47 @@ pub enum CallError {
     Other(String),
 }
 
+impl CallError {
+    /// The failure in plain words for the user, with no advice about their credential.
+    pub fn explain(self, name: &str) -> String {
+        match self {
+            CallError::Rejected(status) => format!("{name} refused it (HTTP {status})."),
+            CallError::NotFound => {
+                format!("{name} says that does not exist (HTTP 404). Check the name and try again.")
+            }
+            CallError::RateLimited(Some(s)) => {
+                format!("{name} is rate-limiting requests; try again in {s} s.")
+            }
+            CallError::RateLimited(None) => {
+                format!("{name} is rate-limiting requests; try again in a minute.")
+            }
+            CallError::Server(status) => {
+                format!("{name} had a server error (HTTP {status}); try again later.")
+            }
+            CallError::Refused(status, Some(m)) => {
+                format!("{name} refused the request (HTTP {status}): {m}")
+            }
+            CallError::Refused(status, None) => {
+                format!("{name} refused the request (HTTP {status}).")
+            }
+            CallError::Timeout(s) => {
+                format!("{name} did not answer within {s} s; try again later.")
+            }
+            CallError::Connect => {
+                format!("I couldn't reach {name} (connection failed); try again later.")
+            }
+            CallError::Unreadable => {
+                format!("{name} answered with something I couldn't read (expected JSON).")
+            }
+            CallError::Unsignable(why) => {
+                tracing::error!(service = %name, why = %why, "request cannot be signed correctly");
+                format!("I can't sign this request for {name} correctly ({why}); the command pack needs fixing, so please tell the operator.")
+            }
+            CallError::Other(m) => format!("The call to {name} failed: {m}."),
+        }
+    }
+}
+
 impl Upstream {
     pub fn new(http: &HttpConfig, extra_roots: &[String]) -> anyhow::Result<Upstream> {
         let mut builder = reqwest::Client::builder();

@@ -1,101 +1,69 @@
-//! Credentials and how they are applied to a request. The built-in commands that create and
-//! remove them live beside each auth kind ([`apikey`]).
+//! Auth kinds: how a service's users link their account, and how their credential goes onto
+//! a request. One file per kind, each an [`AuthScheme`]:
+//!
+//! - [`none`]: no account; [`apikey`]: `basic`, `bearer`, `header` keys pasted with `setkey`;
+//! - [`oauth1`]: OAuth 1.0a, PIN or browser callback;
+//! - [`oauth2`]: OAuth 2.0 device flow, or browser + PKCE + magic code, with refresh and
+//!   revocation (and its background polls and refresh locks).
+//!
+//! What the kinds share has a home of its own: [`context`] (what a kind may use),
+//! [`credential`] (what the brain holds), [`conversation`] (where to answer later),
+//! [`pending`] (flows in progress, expiry, the lockout), [`replies`] ("link first" and
+//! friends). Kinds import only these, never each other; [`Kinds`] here registers them.
 
 pub mod apikey;
+pub mod context;
+pub mod conversation;
+pub mod credential;
+pub mod none;
 pub mod oauth1;
 pub mod oauth2;
+pub mod pending;
+pub mod replies;
+pub mod scheme;
 
-use serde::{Deserialize, Serialize};
+pub use self::context::AuthContext;
+pub use self::credential::{now_secs, Credential};
+pub use self::scheme::{AuthScheme, Callback, Rejected, Whoami};
+pub use crate::secret::Secret;
 
 use crate::pack::AuthKind;
-pub use crate::secret::Secret;
-use crate::upstream::Auth;
 
-/// What the brain holds for one (adapter, workspace, user, service).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Credential {
-    /// A key the user pasted with `setkey`.
-    ApiKey {
-        secret: Secret,
-        /// Unix seconds.
-        linked_at: u64,
-    },
-    /// An OAuth 1.0a access token from `setupauth` + `auth <PIN>` (or the browser callback).
-    #[serde(rename = "oauth1")]
-    OAuth1 {
-        token: Secret,
-        token_secret: Secret,
-        user_id: Option<String>,
-        screen_name: Option<String>,
-        linked_at: u64,
-    },
-    /// An OAuth 2.0 token from the device or browser flow.
-    #[serde(rename = "oauth2")]
-    OAuth2 {
-        access_token: Secret,
-        refresh_token: Option<Secret>,
-        /// Unix seconds when the access token expires, if the provider said.
-        expires_at: Option<u64>,
-        /// Scopes the provider granted.
-        scopes: Vec<String>,
-        linked_at: u64,
-    },
-}
+/// Every auth kind deputy knows, asked in order which one serves a pack's `auth.kind`.
+pub struct Kinds(Vec<Box<dyn AuthScheme>>);
 
-impl Credential {
-    /// The header an API key becomes, as the service's auth kind says.
-    pub fn apply(&self, kind: &AuthKind) -> Auth<'static> {
-        let Credential::ApiKey { secret, .. } = self else {
-            return Auth::Anonymous;
-        };
-        let (header, value) = match kind {
-            AuthKind::None | AuthKind::OAuth1 { .. } | AuthKind::OAuth2(_) => {
-                return Auth::Anonymous
-            }
-            AuthKind::Basic { .. } => {
-                use base64::Engine;
-                let encoded = base64::engine::general_purpose::STANDARD.encode(secret.expose());
-                ("authorization".to_string(), format!("Basic {encoded}"))
-            }
-            AuthKind::Bearer { .. } => (
-                "authorization".to_string(),
-                format!("Bearer {}", secret.expose()),
-            ),
-            AuthKind::Header { header, prefix, .. } => {
-                (header.clone(), format!("{prefix}{}", secret.expose()))
-            }
-        };
-        Auth::Key { header, value }
-    }
-
-    pub fn linked_at(&self) -> u64 {
-        match self {
-            Credential::ApiKey { linked_at, .. }
-            | Credential::OAuth1 { linked_at, .. }
-            | Credential::OAuth2 { linked_at, .. } => *linked_at,
-        }
+impl Default for Kinds {
+    fn default() -> Kinds {
+        Kinds::new()
     }
 }
 
-pub fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
+impl Kinds {
+    /// The registry: a new kind is one more line here.
+    pub fn new() -> Kinds {
+        Kinds(vec![
+            Box::new(none::NoAccount),
+            Box::new(apikey::ApiKey),
+            Box::new(oauth1::OAuth1),
+            Box::new(oauth2::OAuth2::default()),
+        ])
+    }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+    /// The kind serving `kind`.
+    pub fn of(&self, kind: &AuthKind) -> &dyn AuthScheme {
+        self.0
+            .iter()
+            .find(|k| k.handles(kind))
+            .map(AsRef::as_ref)
+            .expect("every auth kind a pack can declare is registered")
+    }
 
-    #[test]
-    fn secrets_do_not_debug_print() {
-        let c = Credential::ApiKey {
-            secret: Secret::new("alice:hunter2"),
-            linked_at: 1,
-        };
-        let s = format!("{c:?}");
-        assert!(!s.contains("hunter2"), "{s}");
-        assert!(s.contains("redacted"));
+    /// The kind whose callback URLs start with `/<name>/`.
+    pub fn named(&self, name: &str) -> Option<&dyn AuthScheme> {
+        self.0.iter().find(|k| k.name() == name).map(AsRef::as_ref)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &dyn AuthScheme> {
+        self.0.iter().map(AsRef::as_ref)
     }
 }
