@@ -1,6 +1,6 @@
 //! Command packs: `commands/<service>.toml` declares one service and its commands.
 //!
-//! - [`format`]: the TOML a pack author writes (the author's reference);
+//! - [`format`](mod@format): the TOML a pack author writes (the author's reference);
 //! - [`validate`]: one file to a [`Pack`], every mistake named with file and line;
 //! - [`load`]: the operator's packs folder, their overrides, clashes between packs;
 //! - [`model`]: the loaded pack the dispatcher works with; [`args`]: argument specs;

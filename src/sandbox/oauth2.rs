@@ -13,7 +13,7 @@
 //! - `POST /login/oauth/revoke`: revocation (RFC 7009), refused unless over TLS, because a
 //!   real provider only offers it over https and the oauth2 crate insists on that;
 //! - `/api/...`: the resource server behind the access tokens, given to
-//!   [`OAuth2Provider::serve`] (the GitHub-shaped API of `github.rs`, which uses this file,
+//!   `OAuth2Provider::serve` (the GitHub-shaped API of `github.rs`, which uses this file,
 //!   never the other way round).
 //!
 //! Every token and revocation request must authenticate the client ([`CLIENT_ID`],
