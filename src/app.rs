@@ -79,7 +79,7 @@ pub fn load_packs(config: &Config) -> Result<(Vec<Pack>, Templates), StartError>
         if let (Some(key), Some(secret)) = (key, env(&secret_env)) {
             pack.service.consumer = Some(pack::Consumer {
                 key,
-                secret: crate::auth::Secret::new(secret),
+                secret: crate::secret::Secret::new(secret),
             });
         }
     }
@@ -88,18 +88,9 @@ pub fn load_packs(config: &Config) -> Result<(Vec<Pack>, Templates), StartError>
 
 /// The environment variables holding an OAuth service's client credentials.
 fn consumer_envs(pack: &Pack) -> Option<(String, String)> {
-    let name = &pack.service.name;
-    match pack.service.auth {
-        pack::AuthKind::OAuth1 { .. } => Some((
-            crate::auth::oauth1::consumer_env(name, "KEY"),
-            crate::auth::oauth1::consumer_env(name, "SECRET"),
-        )),
-        pack::AuthKind::OAuth2(_) => Some((
-            crate::auth::oauth2::client_env(name, "ID"),
-            crate::auth::oauth2::client_env(name, "SECRET"),
-        )),
-        _ => None,
-    }
+    crate::auth::Kinds::new()
+        .of(&pack.service.auth)
+        .operator_env(&pack.service.name)
 }
 
 /// One line per OAuth service that has no consumer credentials: its users cannot sign in.
@@ -249,16 +240,13 @@ pub fn dispatcher(
         code: exit::CONFIG,
         message: format!("cannot build the HTTP client: {e}"),
     })?;
-    Ok(Dispatcher::new(Dispatcher {
-        addressing: Addressing::new(&config.bot.name, &config.bot.aliases),
+    Ok(Dispatcher::new(
+        Addressing::new(&config.bot.name, &config.bot.aliases),
         packs,
-        templates: Arc::new(templates),
+        templates,
         brain,
         upstream,
-        auth: config.auth.clone(),
-        public_url: config.web.public_url.clone(),
-        adapters: Default::default(),
-        background: Default::default(),
-        me: Default::default(),
-    }))
+        config.auth.clone(),
+        config.web.public_url.clone(),
+    ))
 }

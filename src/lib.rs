@@ -1,30 +1,35 @@
 //! deputy: a chat-ops bot that calls external APIs *as the chat user who asks*.
 //!
-//! A message travels through the crate like this:
+//! One message: an adapter ([`chat`]) turns a platform event into a [`message::Message`]; the
+//! [`dispatch`]er strips the mention, finds the service by prefix and runs a built-in account
+//! command through the service's auth kind ([`auth`]) or a pack command ([`pack`]), whose
+//! request goes out through [`upstream`] with the credential the kind applies; the [`brain`]
+//! keeps credentials and sign-ins in progress sealed.
+//!
+//! Dependencies point one way (checked by `tests/layers.rs`); no module imports one above it:
 //!
 //! ```text
-//! chat adapter ──Message──▶ dispatch ──▶ built-in auth command (auth) ──▶ brain (sealed)
-//!  (chat::shell)               │
-//!                              └──▶ pack command (pack) ──▶ credential from brain ──▶ upstream
-//!                                                                   rendered reply ──▶ adapter
+//! main, app, web, chat (adapters)   wiring, the HTTP listener, shell / discord / slack
+//!   └▶ dispatch                      routing, help; names no auth kind
+//!        └▶ auth, pack               auth kinds (AuthScheme) │ packs: format, validate, load
+//!             └▶ message, upstream   Message/Reply/Adapter/Outbox │ one HTTP call, audit line
+//!                  └▶ brain, secret  the sealed store │ Secret, Consumer
+//!                       └▶ config    the operator's deputy.toml
 //! ```
 //!
-//! - [`config`]: the operator's `deputy.toml`; secrets come only from the environment.
-//! - [`chat`]: the [`chat::Message`] / [`chat::Reply`] types, the [`chat::Adapter`] trait, the
-//!   runner that keeps one conversation in order while conversations run side by side, and the
-//!   adapters themselves ([`chat::shell`]).
-//! - [`dispatch`]: addressing (`@deputy`, aliases), the pure tokenizer, routing, generated help.
-//! - [`pack`]: command packs (`commands/<service>.toml`): loading, validation with file and line,
-//!   and template rendering (minijinja).
-//! - [`auth`]: auth kinds and the built-in commands every service gets (`setkey`, `logout`,
-//!   `whoami`), and how a credential is applied to a request.
-//! - [`brain`]: the store: sled underneath, every value sealed with XChaCha20-Poly1305
-//!   ([`brain::seal`]), keyed by (adapter, workspace, user, service).
-//! - [`upstream`]: one HTTP call as the user: timeouts, status mapping, the audit line.
-//! - [`web`]: deputy's HTTP listener: OAuth callbacks and `/healthz`.
-//! - [`app`]: wiring it together for the CLI (`src/main.rs`) and for tests.
-//! - [`sandbox`]: a local fake of X (OAuth 1.0a, API v2) and Jenkins on 127.0.0.1, for
-//!   `deputy shell --sandbox` and as the fake upstream of integration tests.
+//! Extension points, and the one file a newcomer writes for each:
+//!
+//! | to add        | write                                   | and register it in                    |
+//! |---------------|-----------------------------------------|---------------------------------------|
+//! | a service     | `commands/<service>.toml` ([`pack::format`]) | nothing: every pack in the folder loads |
+//! | an auth kind  | `src/auth/<kind>.rs`: an [`auth::AuthScheme`] | [`auth::Kinds::new`] (one line), its `auth = { kind = ... }` in [`pack::format::AuthKind`] |
+//! | an adapter    | `src/chat/<platform>.rs`: a [`message::Adapter`] feeding a [`chat::Runner`] | `src/main.rs` (start it), `[<platform>]` in [`config`] |
+//! | a store       | `src/brain/<store>.rs`: a [`brain::Store`] | [`brain::Brain::new`] in [`app`] |
+//!
+//! An auth kind uses only what [`auth::AuthContext`] gives it and the shared pieces beside it
+//! ([`auth::pending`], [`auth::conversation`], [`auth::replies`], [`auth::credential`]), never
+//! another kind. [`sandbox`] is the offline provider (fake X, Jenkins, GitHub-shaped OAuth 2.0)
+//! for `deputy shell --sandbox` and the tests.
 #![forbid(unsafe_code)]
 
 pub mod app;
@@ -33,7 +38,9 @@ pub mod brain;
 pub mod chat;
 pub mod config;
 pub mod dispatch;
+pub mod message;
 pub mod pack;
 pub mod sandbox;
+pub mod secret;
 pub mod upstream;
 pub mod web;

@@ -5,10 +5,11 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::auth::Credential;
+use serde::Deserialize;
+
 use crate::brain::Owner;
 use crate::config::HttpConfig;
-use crate::pack::{Consumer, ResponseKind, Service};
+use crate::secret::Consumer;
 
 /// Largest upstream body deputy reads; a larger one is refused rather than buffered.
 const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
@@ -29,12 +30,35 @@ pub struct Call {
     pub response: ResponseKind,
 }
 
-/// How a call is authenticated.
+/// How the answer to a call is read (a pack's `response`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ResponseKind {
+    /// The body is JSON (`body.field` in the reply); an empty body is allowed.
+    #[default]
+    Json,
+    /// The body is text (`body` is a string).
+    Text,
+    /// The body is `application/x-www-form-urlencoded` (OAuth 1.0a token replies).
+    Form,
+}
+
+/// Which service a call goes to: its name (for the audit line) and its own timeout.
 #[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    pub name: &'a str,
+    pub timeout: Option<Duration>,
+}
+
+/// How a call is authenticated. The auth kinds build it from the user's credential.
+#[derive(Debug, Clone)]
 pub enum Auth<'a> {
     Anonymous,
-    /// An API key applied as a header (Basic, Bearer, a custom header).
-    Key(&'a Credential),
+    /// An API key applied as a header (Basic, Bearer, a custom header), marked sensitive.
+    Key {
+        header: String,
+        value: String,
+    },
     /// An OAuth 2.0 access token (`Authorization: Bearer`).
     Bearer(&'a str),
     /// An OAuth 1.0a signature with the consumer and, when there is one, a token and its
@@ -77,6 +101,47 @@ pub enum CallError {
     Other(String),
 }
 
+impl CallError {
+    /// The failure in plain words for the user, with no advice about their credential.
+    pub fn explain(self, name: &str) -> String {
+        match self {
+            CallError::Rejected(status) => format!("{name} refused it (HTTP {status})."),
+            CallError::NotFound => {
+                format!("{name} says that does not exist (HTTP 404). Check the name and try again.")
+            }
+            CallError::RateLimited(Some(s)) => {
+                format!("{name} is rate-limiting requests; try again in {s} s.")
+            }
+            CallError::RateLimited(None) => {
+                format!("{name} is rate-limiting requests; try again in a minute.")
+            }
+            CallError::Server(status) => {
+                format!("{name} had a server error (HTTP {status}); try again later.")
+            }
+            CallError::Refused(status, Some(m)) => {
+                format!("{name} refused the request (HTTP {status}): {m}")
+            }
+            CallError::Refused(status, None) => {
+                format!("{name} refused the request (HTTP {status}).")
+            }
+            CallError::Timeout(s) => {
+                format!("{name} did not answer within {s} s; try again later.")
+            }
+            CallError::Connect => {
+                format!("I couldn't reach {name} (connection failed); try again later.")
+            }
+            CallError::Unreadable => {
+                format!("{name} answered with something I couldn't read (expected JSON).")
+            }
+            CallError::Unsignable(why) => {
+                tracing::error!(service = %name, why = %why, "request cannot be signed correctly");
+                format!("I can't sign this request for {name} correctly ({why}); the command pack needs fixing, so please tell the operator.")
+            }
+            CallError::Other(m) => format!("The call to {name} failed: {m}."),
+        }
+    }
+}
+
 impl Upstream {
     pub fn new(http: &HttpConfig, extra_roots: &[String]) -> anyhow::Result<Upstream> {
         let mut builder = reqwest::Client::builder();
@@ -101,7 +166,7 @@ impl Upstream {
         self.client.clone()
     }
 
-    pub fn timeout_for(&self, service: &Service) -> Duration {
+    pub fn timeout_for(&self, service: Target<'_>) -> Duration {
         service.timeout.unwrap_or(self.default_timeout)
     }
 
@@ -109,7 +174,7 @@ impl Upstream {
     pub async fn send(
         &self,
         owner: &Owner,
-        service: &Service,
+        service: Target<'_>,
         command: &str,
         call: Call,
         auth: Auth<'_>,
@@ -143,7 +208,7 @@ impl Upstream {
     /// The request with its credential applied.
     fn builder(
         &self,
-        service: &Service,
+        service: Target<'_>,
         call: &Call,
         auth: Auth<'_>,
         timeout: Duration,
@@ -152,12 +217,12 @@ impl Upstream {
             ResponseKind::Form => "application/x-www-form-urlencoded",
             _ => "application/json",
         };
-        let req = if let Auth::OAuth1 { consumer, token } = auth {
+        let req = if let Auth::OAuth1 { consumer, token } = &auth {
             use reqwest_oauth1::OAuthClientProvider;
             check_signable(&call.url)?;
             let mut secrets =
                 reqwest_oauth1::Secrets::new(&*consumer.key, consumer.secret.expose());
-            if let Some((t, s)) = token {
+            if let Some((t, s)) = *token {
                 secrets = secrets.token(t, s);
             }
             // The signature covers the method, the URL and its query (the crate moves
@@ -185,10 +250,15 @@ impl Upstream {
                 .body(body.clone());
         }
         match auth {
-            Auth::Key(c) => {
-                req = c
-                    .apply(&service.auth, req)
+            Auth::Key { header, value } => {
+                let name = reqwest::header::HeaderName::from_bytes(header.as_bytes())
                     .map_err(|e| CallError::Other(e.to_string()))?;
+                let mut value = reqwest::header::HeaderValue::from_str(&value).map_err(|_| {
+                    CallError::Other("the stored key has characters a header cannot carry".into())
+                })?;
+                // Marked sensitive so HTTP-layer debug logging redacts it.
+                value.set_sensitive(true);
+                req = req.header(name, value);
             }
             Auth::Bearer(token) => {
                 let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
@@ -205,7 +275,7 @@ impl Upstream {
 
     async fn send_inner(
         &self,
-        service: &Service,
+        service: Target<'_>,
         call: Call,
         auth: Auth<'_>,
         timeout: Duration,
@@ -215,7 +285,7 @@ impl Upstream {
         let resp = req
             .send()
             .await
-            .map_err(|e| classify(&e, secs, &service.name))?;
+            .map_err(|e| classify(&e, secs, service.name))?;
         let status = resp.status().as_u16();
         let headers: BTreeMap<String, String> = resp
             .headers()
@@ -233,13 +303,13 @@ impl Upstream {
             }
             500..=599 => return Err(CallError::Server(status)),
             400..=499 => {
-                let body = read_limited(resp, secs, &service.name).await.ok();
+                let body = read_limited(resp, secs, service.name).await.ok();
                 let message = body.and_then(|b| upstream_message(&b));
                 return Err(CallError::Refused(status, message));
             }
             _ => {}
         }
-        let bytes = read_limited(resp, secs, &service.name).await?;
+        let bytes = read_limited(resp, secs, service.name).await?;
         let body = match call.response {
             _ if bytes.iter().all(u8::is_ascii_whitespace) => serde_json::Value::Null,
             ResponseKind::Json => {

@@ -1,5 +1,5 @@
 //! deputy's own HTTP listener: where a browser comes back after an OAuth sign-in
-//! (`/oauth1/<service>/callback`), and `/healthz` for the operator's probes.
+//! (`/<kind>/<service>/callback`), and `/healthz` for the operator's probes.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,13 +10,14 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
+use crate::auth::Callback;
 use crate::dispatch::Dispatcher;
+use crate::message::Internal;
 
 pub fn router(dispatcher: Arc<Dispatcher>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/oauth1/{service}/callback", get(oauth1_callback))
-        .route("/oauth2/{service}/callback", get(oauth2_callback))
+        .route("/{kind}/{service}/callback", get(callback))
         .with_state(dispatcher)
 }
 
@@ -31,64 +32,19 @@ pub async fn serve(
         .await
 }
 
-async fn oauth1_callback(
+/// `/oauth1/<service>/callback`, `/oauth2/<service>/callback`: the auth kind of that name
+/// reads the provider's answer.
+async fn callback(
     State(d): State<Arc<Dispatcher>>,
-    Path(service): Path<String>,
+    Path((kind, service)): Path<(String, String)>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    // The provider sends `oauth_token` + `oauth_verifier`, or `denied=<token>` on "cancel".
-    let (token, verifier) = match (
-        q.get("oauth_token"),
-        q.get("oauth_verifier"),
-        q.get("denied"),
-    ) {
-        (Some(t), Some(v), _) => (t.as_str(), Some(v.as_str())),
-        (_, _, Some(t)) => (t.as_str(), None),
-        _ => return page(
-            StatusCode::BAD_REQUEST,
-            "This is not a complete sign-in answer (oauth_token and oauth_verifier are missing).",
-        ),
-    };
-    match crate::auth::oauth1::callback(&d, &service, token, verifier).await {
-        Ok((true, text)) => page(StatusCode::OK, &format!("{text} You can close this tab.")),
-        Ok((false, text)) => page(StatusCode::BAD_REQUEST, &text),
-        Err(crate::dispatch::Internal(e)) => {
-            tracing::error!(service = %service, error = %format!("{e:#}"), "oauth1 callback failed");
-            page(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Something went wrong on deputy's side; the operator can find it in the log.",
-            )
-        }
-    }
-}
-
-async fn oauth2_callback(
-    State(d): State<Arc<Dispatcher>>,
-    Path(service): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    // `code` + `state`, or `error` (access_denied) + `state` (RFC 6749 4.1.2).
-    let Some(state) = q.get("state") else {
-        return page(
-            StatusCode::BAD_REQUEST,
-            "This is not a complete sign-in answer (state is missing).",
-        );
-    };
-    let code = match (q.get("code"), q.get("error")) {
-        (Some(c), None) => Some(c.as_str()),
-        (_, Some(_)) => None,
-        (None, None) => {
-            return page(
-                StatusCode::BAD_REQUEST,
-                "This is not a complete sign-in answer (code is missing).",
-            )
-        }
-    };
-    match crate::auth::oauth2::callback(&d, &service, state, code).await {
-        Ok((true, text)) => page(StatusCode::OK, &text),
-        Ok((false, text)) => page(StatusCode::BAD_REQUEST, &text),
-        Err(crate::dispatch::Internal(e)) => {
-            tracing::error!(service = %service, error = %format!("{e:#}"), "oauth2 callback failed");
+    match d.callback(&kind, &service, &q).await {
+        None => StatusCode::NOT_FOUND.into_response(),
+        Some(Ok(Callback::Done(text))) => page(StatusCode::OK, &text),
+        Some(Ok(Callback::Failed(text))) => page(StatusCode::BAD_REQUEST, &text),
+        Some(Err(Internal(e))) => {
+            tracing::error!(service = %service, error = %format!("{e:#}"), "{kind} callback failed");
             page(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Something went wrong on deputy's side; the operator can find it in the log.",

@@ -1,224 +1,146 @@
-//! Built-in commands for API-key services: `setkey` (direct messages only), `logout`, `whoami`,
-//! and the refusal of a key pasted in public.
+//! API keys a user pastes with `setkey` in a direct message: `basic` (`user:token`), `bearer`
+//! and a custom `header`. The key is applied as a header marked sensitive.
 
-use crate::brain::KeyPath;
-use crate::chat::{Adapter, Deleted, Message, Reply};
-use crate::dispatch::{reply, Dispatcher, Handled};
-use crate::pack::{Args, AuthKind, Pack};
+use base64::Engine as _;
 
-use super::{now_secs, Credential, Secret};
+use crate::message::{reply, Handled, Internal, Message, Reply};
+use crate::pack::{AuthKind, Pack};
+use crate::upstream::Auth;
 
-/// The reply to a command that needs a credential the user has not linked.
-pub fn link_first(pack: &Pack) -> Reply {
-    let s = &pack.service;
-    Reply::new(match s.auth {
-        AuthKind::OAuth1 { .. } | AuthKind::OAuth2(_) => format!(
-            "You haven't linked your {} account yet. Run `{} setupauth` and I'll send you a sign-in link.",
-            s.name, s.prefixes[0]
-        ),
-        _ => format!(
-            "You haven't linked your {} account yet. In a direct message to me, run: `{} setkey <{}>`",
-            s.name,
-            s.prefixes[0],
-            s.auth.hint()
-        ),
-    })
-}
+use super::context::AuthContext;
+use super::credential::{now_secs, Credential};
+use super::replies;
+use super::scheme::{AuthScheme, Rejected};
+use crate::secret::Secret;
 
-/// `setkey` in a channel: nothing is stored, the message is deleted where the platform
-/// allows, and the user is told the key is exposed.
-pub async fn refuse_public(
-    msg: &Message,
-    pack: Option<&Pack>,
-    adapter: &dyn Adapter,
-) -> Vec<Reply> {
-    let deleted = adapter.delete(msg).await;
-    let what = pack.map_or("that".to_string(), |p| format!("your {}", p.service.name));
-    let how = pack.map_or("`<service> setkey …`".to_string(), |p| {
-        format!(
-            "`{} setkey <{}>`",
-            p.service.prefixes[0],
-            p.service.auth.hint()
-        )
-    });
-    let deletion = match deleted {
-        Deleted::Yes => "I deleted your message, but others may already have seen it.".to_string(),
-        Deleted::Refused(why) => {
-            tracing::warn!(adapter = %msg.adapter, channel = %msg.channel, reason = %why, "could not delete a message holding a secret");
-            format!("I could not delete your message ({why}): delete it yourself.")
-        }
-        Deleted::Unsupported => "I cannot delete messages here: delete it yourself.".to_string(),
-    };
-    vec![Reply::private(format!(
-        "I did not store {what} key: keys are accepted only in a direct message. \
-         Everyone in this channel may have seen it, so treat it as exposed: rotate it now, \
-         then send me {how} in a direct message. {deletion}"
-    ))]
-}
+pub struct ApiKey;
 
-/// `setkey <secret>` in a direct message.
-pub async fn setkey(d: &Dispatcher, msg: &Message, pack: &Pack, args: &[String]) -> Handled {
-    let s = &pack.service;
-    let usage = format!("`{} setkey <{}>`", s.prefixes[0], s.auth.hint());
-    if !s.auth.is_api_key() {
-        return Ok(not_apikey(pack));
+#[async_trait::async_trait]
+impl AuthScheme for ApiKey {
+    fn name(&self) -> &'static str {
+        "apikey"
     }
-    let secret = match args {
-        [one] => one,
-        [] => return reply(format!("Send the key after the command: {usage}")),
-        _ => {
-            return reply(format!(
-                "That is more than one word; a key has no spaces. Usage: {usage}"
-            ))
+
+    fn handles(&self, kind: &AuthKind) -> bool {
+        kind.is_api_key()
+    }
+
+    fn help(&self, pack: &Pack) -> String {
+        let p = &pack.service.prefixes[0];
+        format!(
+            "Your account:\n\
+             `{p} setkey <{}>` — link it (in a direct message only; the key is stored encrypted)\n\
+             `{p} whoami` — whether you are linked, and as whom\n\
+             `{p} logout` — forget your key\n",
+            pack.service.auth.hint()
+        )
+    }
+
+    fn link_first(&self, pack: &Pack) -> Reply {
+        replies::link_first_key(pack)
+    }
+
+    /// `setkey <secret>` in a direct message.
+    async fn setkey(
+        &self,
+        cx: &AuthContext,
+        msg: &Message,
+        pack: &Pack,
+        args: &[String],
+    ) -> Handled {
+        let s = &pack.service;
+        let usage = format!("`{} setkey <{}>`", s.prefixes[0], s.auth.hint());
+        let secret = match args {
+            [one] => one,
+            [] => return reply(format!("Send the key after the command: {usage}")),
+            _ => {
+                return reply(format!(
+                    "That is more than one word; a key has no spaces. Usage: {usage}"
+                ))
+            }
+        };
+        if let AuthKind::Basic { .. } = s.auth {
+            let ok = secret
+                .split_once(':')
+                .is_some_and(|(u, t)| !u.is_empty() && !t.is_empty());
+            if !ok {
+                return reply(format!(
+                    "{} expects your user name and token joined by a colon. Usage: {usage}",
+                    s.name
+                ));
+            }
         }
-    };
-    if let AuthKind::Basic { .. } = s.auth {
-        let ok = secret
-            .split_once(':')
-            .is_some_and(|(u, t)| !u.is_empty() && !t.is_empty());
-        if !ok {
+        if secret.chars().any(char::is_control) {
             return reply(format!(
-                "{} expects your user name and token joined by a colon. Usage: {usage}",
-                s.name
+                "That key has characters a key cannot have. Usage: {usage}"
             ));
         }
-    }
-    if secret.chars().any(char::is_control) {
-        return reply(format!(
-            "That key has characters a key cannot have. Usage: {usage}"
-        ));
-    }
-    let credential = Credential::ApiKey {
-        secret: Secret::new(secret.as_str()),
-        linked_at: now_secs(),
-    };
-    // Acknowledged only once the brain has made the write durable.
-    d.brain
-        .put(&KeyPath::credential(&msg.owner(), &s.name), &credential)
-        .await?;
-    tracing::info!(adapter = %msg.adapter, user = %msg.user, service = %s.name, "credential stored");
-    let next = if s.whoami.is_some() {
-        format!(" Check it with `{} whoami`.", s.prefixes[0])
-    } else {
-        String::new()
-    };
-    reply(format!(
-        "Stored your {} key (encrypted); commands now run as you.{next}",
-        s.name
-    ))
-}
-
-/// `logout`: forget the user's credential (and any sign-in in progress).
-pub async fn logout(d: &Dispatcher, msg: &Message, pack: &Pack) -> Handled {
-    let s = &pack.service;
-    if !s.auth.needs_credential() {
-        return reply(format!(
-            "{} needs no account, so there is nothing to forget.",
+        let credential = Credential::ApiKey {
+            secret: Secret::new(secret.as_str()),
+            linked_at: now_secs(),
+        };
+        // Acknowledged only once the brain has made the write durable.
+        cx.store(&msg.owner(), &s.name, &credential).await?;
+        tracing::info!(adapter = %msg.adapter, user = %msg.user, service = %s.name, "credential stored");
+        let next = if s.whoami.is_some() {
+            format!(" Check it with `{} whoami`.", s.prefixes[0])
+        } else {
+            String::new()
+        };
+        reply(format!(
+            "Stored your {} key (encrypted); commands now run as you.{next}",
             s.name
-        ));
+        ))
     }
-    let owner = msg.owner();
-    let key = KeyPath::credential(&owner, &s.name);
-    d.stop_poll(&key);
-    // Any sign-in in progress goes too (an OAuth 1.0a flow also has a token index).
-    let flow_key = super::oauth1::flow_key(&owner, &s.name);
-    if let Ok(Some(flow)) = d.brain.get::<super::oauth1::PendingFlow>(&flow_key).await {
-        d.brain
-            .delete(&super::oauth1::token_key(&s.name, &flow.request_token))
-            .await?;
+
+    async fn logout(&self, cx: &AuthContext, msg: &Message, pack: &Pack) -> Handled {
+        let existed = cx.forget(&msg.owner(), &pack.service.name).await?;
+        Ok(vec![replies::forgotten(pack, "key", existed)])
     }
-    d.brain.delete(&flow_key).await?;
-    let revoked = match d.brain.get::<Credential>(&key).await? {
-        Some(c @ Credential::OAuth2 { .. }) => {
-            Some(super::oauth2::revoke(d, &owner, pack, &c).await)
-        }
-        _ => None,
-    };
-    let existed = d.brain.delete(&key).await?;
-    if let Some(revoked) = revoked {
-        return reply(match revoked {
-            Ok(true) => format!("Revoked your {} token at {} and deleted it here.", s.name, s.name),
-            Ok(false) => format!(
-                "Deleted your {} token here. {} declares no way to revoke it, so it stays valid there until it expires or you revoke it yourself.",
-                s.name, s.name
-            ),
-            Err(why) => {
-                tracing::warn!(service = %s.name, reason = %why, "token revocation failed");
-                format!(
-                    "Deleted your {} token here, but could not revoke it at {} ({why}): revoke it there yourself.",
-                    s.name, s.name
-                )
-            }
-        });
-    }
-    let what = if s.auth.is_api_key() {
-        "key"
-    } else {
-        "authorization"
-    };
-    reply(if existed {
+
+    fn linked_as(&self, pack: &Pack, credential: &Credential) -> String {
         format!(
-            "Deleted your {} {what} from my brain. It stays valid at {} until you revoke it there.",
-            s.name, s.name
-        )
-    } else {
-        format!("You had no {} {what} linked; nothing to do.", s.name)
-    })
-}
-
-/// `whoami`: linked or not, and who the service says the user is when the pack declares how.
-pub async fn whoami(d: &Dispatcher, msg: &Message, pack: &Pack) -> Handled {
-    let s = &pack.service;
-    if !s.auth.needs_credential() {
-        return reply(format!("{} needs no account.", s.name));
-    }
-    let Some(credential) = d.credential(msg, pack).await? else {
-        return Ok(vec![link_first(pack)]);
-    };
-    match (&s.whoami, &credential) {
-        (Some(request), _) => d.run(msg, pack, "whoami", request, Args::new(), &[]).await,
-        (None, Credential::OAuth1 { .. }) => reply(super::oauth1::linked_as(pack, &credential)),
-        (None, Credential::OAuth2 { scopes, .. }) => reply(format!(
-            "You are linked to {} (scopes: {}).",
-            s.name,
-            if scopes.is_empty() {
-                "none".to_string()
-            } else {
-                scopes.join(", ")
-            }
-        )),
-        (None, _) => reply(format!(
             "You are linked to {} with a key stored {}.",
-            s.name,
+            pack.service.name,
             ago(credential.linked_at())
-        )),
+        )
     }
-}
 
-/// `setkey` on a service that signs in with a link.
-pub fn not_apikey(pack: &Pack) -> Vec<Reply> {
-    let s = &pack.service;
-    vec![Reply::new(match &s.auth {
-        AuthKind::None => format!("{} needs no key.", s.name),
-        _ => format!(
-            "{} links your account with a sign-in link, not a pasted key: run `{} setupauth`.",
-            s.name, s.prefixes[0]
-        ),
-    })]
-}
+    fn apply<'a>(&self, pack: &'a Pack, credential: &'a Credential) -> Result<Auth<'a>, Reply> {
+        let Credential::ApiKey { secret, .. } = credential else {
+            return Ok(Auth::Anonymous);
+        };
+        let (header, value) = match &pack.service.auth {
+            AuthKind::Basic { .. } => {
+                let encoded = base64::engine::general_purpose::STANDARD.encode(secret.expose());
+                ("authorization".to_string(), format!("Basic {encoded}"))
+            }
+            AuthKind::Header { header, prefix, .. } => {
+                (header.clone(), format!("{prefix}{}", secret.expose()))
+            }
+            _ => (
+                "authorization".to_string(),
+                format!("Bearer {}", secret.expose()),
+            ),
+        };
+        Ok(Auth::Key { header, value })
+    }
 
-/// `setupauth` / `auth` on a service that takes a pasted key.
-pub fn not_oauth(pack: &Pack) -> Vec<Reply> {
-    let s = &pack.service;
-    vec![Reply::new(match &s.auth {
-        AuthKind::None => format!("{} needs no account.", s.name),
-        kind => format!(
-            "{} uses a key rather than a sign-in link. In a direct message to me, run: `{} setkey <{}>`",
-            s.name,
-            s.prefixes[0],
-            kind.hint()
-        ),
-    })]
+    async fn rejected(
+        &self,
+        _cx: &AuthContext,
+        _msg: &Message,
+        pack: &Pack,
+        _credential: Option<&Credential>,
+        status: u16,
+        _retried: bool,
+    ) -> Result<Rejected, Internal> {
+        let s = &pack.service;
+        Ok(Rejected::Reply(Reply::new(format!(
+            "Your {} credential was rejected (HTTP {status}). Run `{} setkey <{}>` in a direct message to me to link a fresh one.",
+            s.name, s.prefixes[0], s.auth.hint()
+        ))))
+    }
 }
 
 fn ago(then: u64) -> String {

@@ -1,140 +1,69 @@
-//! Credentials and how they are applied to a request. The built-in commands that create and
-//! remove them live beside each auth kind ([`apikey`]).
+//! Auth kinds: how a service's users link their account, and how their credential goes onto
+//! a request. One file per kind, each an [`AuthScheme`]:
+//!
+//! - [`none`]: no account; [`apikey`]: `basic`, `bearer`, `header` keys pasted with `setkey`;
+//! - [`oauth1`]: OAuth 1.0a, PIN or browser callback;
+//! - [`oauth2`]: OAuth 2.0 device flow, or browser + PKCE + magic code, with refresh and
+//!   revocation (and its background polls and refresh locks).
+//!
+//! What the kinds share has a home of its own: [`context`] (what a kind may use),
+//! [`credential`] (what the brain holds), [`conversation`] (where to answer later),
+//! [`pending`] (flows in progress, expiry, the lockout), [`replies`] ("link first" and
+//! friends). Kinds import only these, never each other; [`Kinds`] here registers them.
 
 pub mod apikey;
+pub mod context;
+pub mod conversation;
+pub mod credential;
+pub mod none;
 pub mod oauth1;
 pub mod oauth2;
+pub mod pending;
+pub mod replies;
+pub mod scheme;
 
-use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+pub use self::context::AuthContext;
+pub use self::credential::{now_secs, Credential};
+pub use self::scheme::{AuthScheme, Callback, Rejected, Whoami};
+pub use crate::secret::Secret;
 
 use crate::pack::AuthKind;
 
-/// A secret that cannot be printed by accident: `Debug` shows `[redacted]`, it has no
-/// `Display`, and its memory is zeroized on drop. It serializes only into the sealed brain.
-#[derive(Clone)]
-pub struct Secret(SecretString);
+/// Every auth kind deputy knows, asked in order which one serves a pack's `auth.kind`.
+pub struct Kinds(Vec<Box<dyn AuthScheme>>);
 
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Secret {
-        Secret(SecretString::from(s.into()))
-    }
-
-    pub fn expose(&self) -> &str {
-        self.0.expose_secret()
+impl Default for Kinds {
+    fn default() -> Kinds {
+        Kinds::new()
     }
 }
 
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-impl Serialize for Secret {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.expose())
-    }
-}
-
-impl<'de> Deserialize<'de> for Secret {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Secret, D::Error> {
-        Ok(Secret::new(String::deserialize(d)?))
-    }
-}
-
-/// What the brain holds for one (adapter, workspace, user, service).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Credential {
-    /// A key the user pasted with `setkey`.
-    ApiKey {
-        secret: Secret,
-        /// Unix seconds.
-        linked_at: u64,
-    },
-    /// An OAuth 1.0a access token from `setupauth` + `auth <PIN>` (or the browser callback).
-    #[serde(rename = "oauth1")]
-    OAuth1 {
-        token: Secret,
-        token_secret: Secret,
-        user_id: Option<String>,
-        screen_name: Option<String>,
-        linked_at: u64,
-    },
-    /// An OAuth 2.0 token from the device or browser flow.
-    #[serde(rename = "oauth2")]
-    OAuth2 {
-        access_token: Secret,
-        refresh_token: Option<Secret>,
-        /// Unix seconds when the access token expires, if the provider said.
-        expires_at: Option<u64>,
-        /// Scopes the provider granted.
-        scopes: Vec<String>,
-        linked_at: u64,
-    },
-}
-
-impl Credential {
-    /// Adds the credential to a request as the service's auth kind says.
-    pub fn apply(
-        &self,
-        kind: &AuthKind,
-        req: reqwest::RequestBuilder,
-    ) -> anyhow::Result<reqwest::RequestBuilder> {
-        let Credential::ApiKey { secret, .. } = self else {
-            anyhow::bail!("an OAuth 1.0a token is applied by signing the request, not a header");
-        };
-        let value = match kind {
-            AuthKind::None | AuthKind::OAuth1 { .. } | AuthKind::OAuth2(_) => return Ok(req),
-            AuthKind::Basic { .. } => {
-                use base64::Engine;
-                let encoded = base64::engine::general_purpose::STANDARD.encode(secret.expose());
-                ("authorization".to_string(), format!("Basic {encoded}"))
-            }
-            AuthKind::Bearer { .. } => (
-                "authorization".to_string(),
-                format!("Bearer {}", secret.expose()),
-            ),
-            AuthKind::Header { header, prefix, .. } => {
-                (header.clone(), format!("{prefix}{}", secret.expose()))
-            }
-        };
-        let name = reqwest::header::HeaderName::from_bytes(value.0.as_bytes())?;
-        let mut header = reqwest::header::HeaderValue::from_str(&value.1)
-            .map_err(|_| anyhow::anyhow!("the stored key has characters a header cannot carry"))?;
-        // Marked sensitive so HTTP-layer debug logging redacts it.
-        header.set_sensitive(true);
-        Ok(req.header(name, header))
+impl Kinds {
+    /// The registry: a new kind is one more line here.
+    pub fn new() -> Kinds {
+        Kinds(vec![
+            Box::new(none::NoAccount),
+            Box::new(apikey::ApiKey),
+            Box::new(oauth1::OAuth1),
+            Box::new(oauth2::OAuth2::default()),
+        ])
     }
 
-    pub fn linked_at(&self) -> u64 {
-        match self {
-            Credential::ApiKey { linked_at, .. }
-            | Credential::OAuth1 { linked_at, .. }
-            | Credential::OAuth2 { linked_at, .. } => *linked_at,
-        }
+    /// The kind serving `kind`.
+    pub fn of(&self, kind: &AuthKind) -> &dyn AuthScheme {
+        self.0
+            .iter()
+            .find(|k| k.handles(kind))
+            .map(AsRef::as_ref)
+            .expect("every auth kind a pack can declare is registered")
     }
-}
 
-pub fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
+    /// The kind whose callback URLs start with `/<name>/`.
+    pub fn named(&self, name: &str) -> Option<&dyn AuthScheme> {
+        self.0.iter().find(|k| k.name() == name).map(AsRef::as_ref)
+    }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secrets_do_not_debug_print() {
-        let c = Credential::ApiKey {
-            secret: Secret::new("alice:hunter2"),
-            linked_at: 1,
-        };
-        let s = format!("{c:?}");
-        assert!(!s.contains("hunter2"), "{s}");
-        assert!(s.contains("redacted"));
+    pub fn iter(&self) -> impl Iterator<Item = &dyn AuthScheme> {
+        self.0.iter().map(AsRef::as_ref)
     }
 }

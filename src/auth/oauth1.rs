@@ -3,65 +3,22 @@
 //! callback) exchanges it for the user's access token. The request token waits in the brain as
 //! a sealed pending flow bound to the user, with an expiry and a count of wrong PINs.
 
+use std::collections::HashMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::brain::{KeyPath, Owner};
-use crate::chat::{Message, Reply};
-use crate::dispatch::{reply, Dispatcher, Handled};
-use crate::pack::{AuthKind, Consumer, Pack, ResponseKind};
+use crate::message::{reply, Handled, Internal, Message, Reply};
+use crate::pack::{AuthKind, Pack, ResponseKind};
+use crate::secret::{Consumer, Secret};
 use crate::upstream::{Auth, Call, CallError};
 
-use super::{now_secs, Credential, Secret};
-
-/// Where to answer a user outside the message that asked (the browser callback).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Conversation {
-    pub adapter: String,
-    pub workspace: String,
-    pub user: String,
-    pub user_name: String,
-    pub channel: String,
-    pub direct: bool,
-    #[serde(default)]
-    pub thread: Option<String>,
-}
-
-impl Conversation {
-    pub fn of(msg: &Message) -> Conversation {
-        Conversation {
-            adapter: msg.adapter.clone(),
-            workspace: msg.workspace.clone(),
-            user: msg.user.clone(),
-            user_name: msg.user_name.clone(),
-            channel: msg.channel.clone(),
-            direct: msg.direct,
-            thread: msg.thread.clone(),
-        }
-    }
-
-    /// A message standing for this conversation, to address replies with.
-    pub fn message(&self) -> Message {
-        Message {
-            adapter: self.adapter.clone(),
-            workspace: self.workspace.clone(),
-            user: self.user.clone(),
-            user_name: self.user_name.clone(),
-            channel: self.channel.clone(),
-            id: String::new(),
-            thread: self.thread.clone(),
-            direct: self.direct,
-            text: String::new(),
-        }
-    }
-
-    pub fn owner(&self) -> Owner {
-        Owner {
-            adapter: self.adapter.clone(),
-            workspace: self.workspace.clone(),
-            user: self.user.clone(),
-        }
-    }
-}
+use super::context::AuthContext;
+use super::conversation::Conversation;
+use super::credential::{now_secs, Credential};
+use super::pending::{self, flow_key, Wrong};
+use super::replies;
+use super::scheme::{AuthScheme, Callback, Rejected, Step};
 
 /// A started sign-in, sealed in the brain until it completes, expires or is locked out.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -73,14 +30,6 @@ pub struct PendingFlow {
     /// Wrong PINs so far.
     pub attempts: u32,
     pub conversation: Conversation,
-}
-
-/// The brain key of a user's pending flow for a service.
-pub fn flow_key(owner: &Owner, service: &str) -> KeyPath {
-    KeyPath::of(
-        "flow",
-        &[&owner.adapter, &owner.workspace, &owner.user, service],
-    )
 }
 
 /// The brain key that finds a flow from its request token (the callback knows only that).
@@ -105,7 +54,7 @@ fn endpoints(pack: &Pack) -> Option<(String, String, String)> {
 }
 
 /// The operator's consumer, or the reply saying it is missing.
-pub fn consumer(pack: &Pack) -> Result<&Consumer, Reply> {
+fn consumer(pack: &Pack) -> Result<&Consumer, Reply> {
     pack.service.consumer.as_ref().ok_or_else(|| {
         Reply::new(format!(
             "{} is not set up on this deputy yet: the operator needs to set {} and {}.",
@@ -125,8 +74,8 @@ pub fn consumer_env(service: &str, what: &str) -> String {
 }
 
 /// The callback URL when deputy has a public URL, else `oob` (the PIN flow).
-fn callback_url(d: &Dispatcher, pack: &Pack) -> String {
-    match &d.public_url {
+fn callback_url(cx: &AuthContext, pack: &Pack) -> String {
+    match &cx.public_url {
         Some(base) => format!(
             "{}/oauth1/{}/callback",
             base.trim_end_matches('/'),
@@ -137,19 +86,15 @@ fn callback_url(d: &Dispatcher, pack: &Pack) -> String {
 }
 
 /// `setupauth`: a fresh request token and the link to authorize it, sent only to the user.
-pub async fn setupauth(d: &Dispatcher, msg: &Message, pack: &Pack) -> Handled {
-    Ok(vec![match start(d, msg, pack).await? {
+async fn setupauth(cx: &AuthContext, msg: &Message, pack: &Pack) -> Handled {
+    Ok(vec![match start(cx, msg, pack).await? {
         Ok(link) => Reply::private(link),
         Err(reply) => reply,
     }])
 }
 
 /// Starts a flow and returns the text with the link, or the reply explaining why not.
-pub async fn start(
-    d: &Dispatcher,
-    msg: &Message,
-    pack: &Pack,
-) -> Result<Result<String, Reply>, crate::dispatch::Internal> {
+async fn start(cx: &AuthContext, msg: &Message, pack: &Pack) -> Step<String> {
     let s = &pack.service;
     let Some((request_url, authorize_url, _)) = endpoints(pack) else {
         return Ok(Err(Reply::new(format!(
@@ -161,14 +106,14 @@ pub async fn start(
         Ok(c) => c,
         Err(r) => return Ok(Err(r)),
     };
-    let call = token_call(&request_url, ("oauth_callback", &callback_url(d, pack)))?;
+    let call = token_call(&request_url, ("oauth_callback", &callback_url(cx, pack)))?;
     let auth = Auth::OAuth1 {
         consumer,
         token: None,
     };
-    let body = match d
+    let body = match cx
         .upstream
-        .send(&msg.owner(), s, "setupauth", call, auth)
+        .send(&msg.owner(), s.target(), "setupauth", call, auth)
         .await
     {
         Ok(r) => r.body,
@@ -176,7 +121,7 @@ pub async fn start(
             return Ok(Err(Reply::new(format!(
                 "I couldn't start a {} sign-in: {}",
                 s.name,
-                d.explain_plain(pack, e)
+                e.explain(&pack.service.name)
             ))))
         }
     };
@@ -189,31 +134,31 @@ pub async fn start(
     };
     let owner = msg.owner();
     // A new sign-in replaces any earlier one of this user.
-    if let Some(old) = d
+    if let Some(old) = cx
         .brain
         .get::<PendingFlow>(&flow_key(&owner, &s.name))
         .await?
     {
-        d.brain
+        cx.brain
             .delete(&token_key(&s.name, &old.request_token))
             .await?;
     }
     let flow = PendingFlow {
         request_token: token.clone(),
         request_token_secret: Secret::new(secret),
-        expires_at: now_secs() + d.auth.flow_ttl_secs,
+        expires_at: pending::expiry(cx.config.flow_ttl_secs),
         attempts: 0,
         conversation: Conversation::of(msg),
     };
-    d.brain.put(&flow_key(&owner, &s.name), &flow).await?;
-    d.brain
+    cx.brain.put(&flow_key(&owner, &s.name), &flow).await?;
+    cx.brain
         .put(&token_key(&s.name, &token), &flow.conversation)
         .await?;
     let mut link = reqwest::Url::parse(&authorize_url)
         .map_err(|e| anyhow::anyhow!("{}: authorize URL: {e}", s.name))?;
     link.query_pairs_mut().append_pair("oauth_token", &token);
-    let minutes = d.auth.flow_ttl_secs.div_ceil(60);
-    let next = if d.public_url.is_some() {
+    let minutes = cx.config.flow_ttl_secs.div_ceil(60);
+    let next = if cx.public_url.is_some() {
         "and I'll tell you here when it worked".to_string()
     } else {
         format!(
@@ -228,7 +173,7 @@ pub async fn start(
 }
 
 /// `auth <PIN>`: finish the user's own pending flow.
-pub async fn auth(d: &Dispatcher, msg: &Message, pack: &Pack, args: &[String]) -> Handled {
+async fn auth(cx: &AuthContext, msg: &Message, pack: &Pack, args: &[String]) -> Handled {
     let s = &pack.service;
     let p = &s.prefixes[0];
     let pin = match args {
@@ -251,7 +196,7 @@ pub async fn auth(d: &Dispatcher, msg: &Message, pack: &Pack, args: &[String]) -
         }
     };
     let owner = msg.owner();
-    let Some(flow) = d
+    let Some(flow) = cx
         .brain
         .get::<PendingFlow>(&flow_key(&owner, &s.name))
         .await?
@@ -261,23 +206,23 @@ pub async fn auth(d: &Dispatcher, msg: &Message, pack: &Pack, args: &[String]) -
             s.name
         ));
     };
-    Ok(vec![finish(d, pack, flow, pin).await?.reply])
+    Ok(vec![finish(cx, pack, flow, pin).await?.reply])
 }
 
 /// What finishing a flow led to.
-pub struct Finished {
-    pub linked: bool,
-    pub reply: Reply,
+struct Finished {
+    linked: bool,
+    reply: Reply,
 }
 
 /// Exchanges a flow's request token and verifier for the access token, counting wrong PINs.
 /// Shared by `auth <PIN>` and the browser callback.
-pub async fn finish(
-    d: &Dispatcher,
+async fn finish(
+    cx: &AuthContext,
     pack: &Pack,
     mut flow: PendingFlow,
     verifier: &str,
-) -> Result<Finished, crate::dispatch::Internal> {
+) -> Result<Finished, Internal> {
     let s = &pack.service;
     let p = &s.prefixes[0];
     let owner = flow.conversation.owner();
@@ -285,8 +230,8 @@ pub async fn finish(
         linked: false,
         reply: Reply::new(text),
     };
-    if now_secs() >= flow.expires_at {
-        forget(d, &owner, &s.name, &flow.request_token).await?;
+    if pending::expired(flow.expires_at) {
+        forget(cx, &owner, &s.name, &flow.request_token).await?;
         return Ok(fail(format!(
             "That sign-in link expired; run `{p} setupauth` for a new one."
         )));
@@ -306,22 +251,27 @@ pub async fn finish(
         consumer,
         token: Some((&flow.request_token, flow.request_token_secret.expose())),
     };
-    let body = match d.upstream.send(&owner, s, "auth", call, auth).await {
+    let body = match cx
+        .upstream
+        .send(&owner, s.target(), "auth", call, auth)
+        .await
+    {
         Ok(r) => r.body,
         Err(CallError::Rejected(_)) => {
-            flow.attempts += 1;
-            if flow.attempts >= d.auth.max_attempts {
-                forget(d, &owner, &s.name, &flow.request_token).await?;
-                return Ok(fail(format!(
-                    "That PIN was not accepted, and that was the last try: this sign-in is cancelled. Run `{p} setupauth` to start again."
-                )));
-            }
-            let left = d.auth.max_attempts - flow.attempts;
-            d.brain.put(&flow_key(&owner, &s.name), &flow).await?;
+            let left = match pending::wrong_answer(&mut flow.attempts, cx.config.max_attempts) {
+                Wrong::LockedOut => {
+                    forget(cx, &owner, &s.name, &flow.request_token).await?;
+                    return Ok(fail(format!(
+                        "That PIN was not accepted, and that was the last try: this sign-in is cancelled. Run `{p} setupauth` to start again."
+                    )));
+                }
+                Wrong::Left(left) => left,
+            };
+            cx.brain.put(&flow_key(&owner, &s.name), &flow).await?;
             return Ok(fail(format!(
-                "{} did not accept that PIN. Check it and try `{p} auth <PIN>` again ({left} tr{} left).",
+                "{} did not accept that PIN. Check it and try `{p} auth <PIN>` again ({}).",
                 s.name,
-                if left == 1 { "y" } else { "ies" }
+                pending::tries_left(left)
             )));
         }
         Err(e) => {
@@ -329,7 +279,7 @@ pub async fn finish(
             return Ok(fail(format!(
                 "I couldn't finish the {} sign-in: {} Your sign-in is still waiting; try `{p} auth <PIN>` again.",
                 s.name,
-                d.explain_plain(pack, e)
+                e.explain(&pack.service.name)
             )));
         }
     };
@@ -350,10 +300,8 @@ pub async fn finish(
         linked_at: now_secs(),
     };
     // Stored (and flushed) before the flow is dropped and before the user is told.
-    d.brain
-        .put(&KeyPath::credential(&owner, &s.name), &credential)
-        .await?;
-    forget(d, &owner, &s.name, &flow.request_token).await?;
+    cx.store(&owner, &s.name, &credential).await?;
+    forget(cx, &owner, &s.name, &flow.request_token).await?;
     tracing::info!(adapter = %owner.adapter, user = %owner.user, service = %s.name, "oauth1 account linked");
     let who = screen_name.map_or_else(|| "your account".to_string(), |n| format!("@{n}"));
     Ok(Finished {
@@ -381,28 +329,28 @@ fn token_call(endpoint: &str, param: (&str, &str)) -> anyhow::Result<Call> {
 }
 
 async fn forget(
-    d: &Dispatcher,
+    cx: &AuthContext,
     owner: &Owner,
     service: &str,
     request_token: &str,
 ) -> anyhow::Result<()> {
-    d.brain.delete(&flow_key(owner, service)).await?;
-    d.brain.delete(&token_key(service, request_token)).await?;
+    cx.brain.delete(&flow_key(owner, service)).await?;
+    cx.brain.delete(&token_key(service, request_token)).await?;
     Ok(())
 }
 
 /// The browser came back to `/oauth1/<service>/callback`. Returns the page text and whether
 /// it worked; the user is told in chat through their adapter.
-pub async fn callback(
-    d: &Dispatcher,
+async fn finish_callback(
+    cx: &AuthContext,
     service: &str,
     request_token: &str,
     verifier: Option<&str>,
-) -> Result<(bool, String), crate::dispatch::Internal> {
-    let Some(pack) = d.packs.iter().find(|p| p.service.name == service) else {
+) -> Result<(bool, String), Internal> {
+    let Some(pack) = cx.pack(service) else {
         return Ok((false, "Unknown service.".into()));
     };
-    let Some(conversation) = d
+    let Some(conversation) = cx
         .brain
         .get::<Conversation>(&token_key(service, request_token))
         .await?
@@ -414,7 +362,7 @@ pub async fn callback(
         ));
     };
     let owner = conversation.owner();
-    let Some(flow) = d
+    let Some(flow) = cx
         .brain
         .get::<PendingFlow>(&flow_key(&owner, service))
         .await?
@@ -424,29 +372,158 @@ pub async fn callback(
     };
     let to = conversation.message();
     let Some(verifier) = verifier else {
-        forget(d, &owner, service, request_token).await?;
-        d.notify(
-            &to,
-            Reply::private(format!(
-                "You declined the {service} sign-in; nothing was linked."
-            )),
-        )
-        .await;
+        forget(cx, &owner, service, request_token).await?;
+        cx.outbox
+            .notify(
+                &to,
+                Reply::private(format!(
+                    "You declined the {service} sign-in; nothing was linked."
+                )),
+            )
+            .await;
         return Ok((false, "You declined; nothing was linked.".into()));
     };
-    let finished = finish(d, pack, flow, verifier).await?;
-    d.notify(&to, Reply::private(finished.reply.text.clone()))
+    let finished = finish(cx, pack, flow, verifier).await?;
+    cx.outbox
+        .notify(&to, Reply::private(finished.reply.text.clone()))
         .await;
     Ok((finished.linked, finished.reply.text))
 }
 
 /// `whoami` for OAuth 1.0a services without a pack `whoami` request.
-pub fn linked_as(pack: &Pack, credential: &Credential) -> String {
+fn linked_as(pack: &Pack, credential: &Credential) -> String {
     match credential {
         Credential::OAuth1 {
             screen_name: Some(n),
             ..
         } => format!("You are linked to {} as @{n}.", pack.service.name),
         _ => format!("You are linked to {}.", pack.service.name),
+    }
+}
+
+/// `kind = "oauth1"`.
+pub struct OAuth1;
+
+#[async_trait::async_trait]
+impl AuthScheme for OAuth1 {
+    fn name(&self) -> &'static str {
+        "oauth1"
+    }
+
+    fn handles(&self, kind: &AuthKind) -> bool {
+        matches!(kind, AuthKind::OAuth1 { .. })
+    }
+
+    fn help(&self, pack: &Pack) -> String {
+        let p = &pack.service.prefixes[0];
+        format!(
+            "Your account:\n\
+             `{p} setupauth` — get a sign-in link (sent only to you)\n\
+             `{p} auth <PIN>` — finish signing in with the PIN the page showed\n\
+             `{p} whoami` — whether you are linked, and as whom\n\
+             `{p} logout` — forget your authorization\n"
+        )
+    }
+
+    fn link_first(&self, pack: &Pack) -> Reply {
+        replies::link_first_signin(pack)
+    }
+
+    fn operator_env(&self, service: &str) -> Option<(String, String)> {
+        Some((
+            consumer_env(service, "KEY"),
+            consumer_env(service, "SECRET"),
+        ))
+    }
+
+    async fn setupauth(&self, cx: &AuthContext, msg: &Message, pack: &Pack) -> Handled {
+        setupauth(cx, msg, pack).await
+    }
+
+    async fn auth(&self, cx: &AuthContext, msg: &Message, pack: &Pack, args: &[String]) -> Handled {
+        auth(cx, msg, pack, args).await
+    }
+
+    /// Forgets the authorization and any sign-in in progress (with its token index).
+    async fn logout(&self, cx: &AuthContext, msg: &Message, pack: &Pack) -> Handled {
+        let s = &pack.service;
+        let owner = msg.owner();
+        let flow_key = flow_key(&owner, &s.name);
+        if let Ok(Some(flow)) = cx.brain.get::<PendingFlow>(&flow_key).await {
+            cx.brain
+                .delete(&token_key(&s.name, &flow.request_token))
+                .await?;
+        }
+        cx.brain.delete(&flow_key).await?;
+        let existed = cx.forget(&owner, &s.name).await?;
+        Ok(vec![replies::forgotten(pack, "authorization", existed)])
+    }
+
+    fn linked_as(&self, pack: &Pack, credential: &Credential) -> String {
+        linked_as(pack, credential)
+    }
+
+    /// Signs the request with the operator's consumer and the user's token.
+    fn apply<'a>(&self, pack: &'a Pack, credential: &'a Credential) -> Result<Auth<'a>, Reply> {
+        let Credential::OAuth1 {
+            token,
+            token_secret,
+            ..
+        } = credential
+        else {
+            return Ok(Auth::Anonymous);
+        };
+        Ok(Auth::OAuth1 {
+            consumer: consumer(pack)?,
+            token: Some((token.expose(), token_secret.expose())),
+        })
+    }
+
+    /// The stored token no longer works: offer a fresh sign-in in the same reply.
+    async fn rejected(
+        &self,
+        cx: &AuthContext,
+        msg: &Message,
+        pack: &Pack,
+        _credential: Option<&Credential>,
+        status: u16,
+        _retried: bool,
+    ) -> Result<Rejected, Internal> {
+        let why = format!(
+            "{} rejected your authorization (HTTP {status}); it may have been revoked.",
+            pack.service.name
+        );
+        Ok(Rejected::Reply(match start(cx, msg, pack).await? {
+            Ok(link) => Reply::private(format!("{why} {link}")),
+            Err(r) => Reply::new(format!("{why} {}", r.text)),
+        }))
+    }
+
+    async fn callback(
+        &self,
+        cx: &AuthContext,
+        service: &str,
+        q: &HashMap<String, String>,
+    ) -> Option<Result<Callback, Internal>> {
+        // The provider sends `oauth_token` + `oauth_verifier`, or `denied=<token>` on "cancel".
+        let (token, verifier) = match (
+            q.get("oauth_token"),
+            q.get("oauth_verifier"),
+            q.get("denied"),
+        ) {
+            (Some(t), Some(v), _) => (t.as_str(), Some(v.as_str())),
+            (_, _, Some(t)) => (t.as_str(), None),
+            _ => {
+                return Some(Ok(Callback::Failed(
+                    "This is not a complete sign-in answer (oauth_token and oauth_verifier are missing).".into(),
+                )))
+            }
+        };
+        Some(finish_callback(cx, service, token, verifier).await.map(
+            |(linked, text)| match linked {
+                true => Callback::Done(format!("{text} You can close this tab.")),
+                false => Callback::Failed(text),
+            },
+        ))
     }
 }

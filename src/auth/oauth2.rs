@@ -17,20 +17,26 @@ use oauth2::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::brain::{KeyPath, Owner};
-use crate::chat::{Message, Reply};
-use crate::dispatch::{reply, Dispatcher, Handled, Internal};
-use crate::pack::{AuthKind, ClientAuth, Grant, OAuth2Def, Pack};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
-use super::oauth1::Conversation;
-use super::{now_secs, Credential, Secret};
+use crate::brain::{KeyPath, Owner};
+use crate::message::{reply, Handled, Internal, Message, Reply};
+use crate::pack::{AuthKind, ClientAuth, Grant, OAuth2Def, Pack};
+use crate::secret::Secret;
+use crate::upstream::Auth;
+
+use super::context::AuthContext;
+use super::conversation::Conversation;
+use super::credential::{now_secs, Credential};
+use super::pending::{self, flow_key, Wrong};
+use super::replies;
+use super::scheme::{AuthScheme, Callback, Rejected, Step};
 
 /// Refresh this long before the provider's expiry, so a command never races it.
 const REFRESH_MARGIN_SECS: u64 = 60;
 
 /// The configured client type (every endpoint optional, checked when used).
-pub type DeviceClient = Client;
-
 type Client = BasicClient<
     EndpointMaybeSet,
     EndpointMaybeSet,
@@ -57,14 +63,14 @@ struct Audit {
 /// retries them silently while polling and would finally report only `expired_token`), and
 /// each call writes the same audit line as an API call.
 fn http(
-    d: &Dispatcher,
+    cx: &AuthContext,
     pack: &Pack,
     owner: &Owner,
     step: &'static str,
     failed: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> impl Fn(oauth2::HttpRequest) -> HttpFuture + Send + Sync {
-    let client = d.upstream.client();
-    let timeout = d.upstream.timeout_for(&pack.service);
+    let client = cx.upstream.client();
+    let timeout = cx.upstream.timeout_for(pack.service.target());
     let audit = std::sync::Arc::new(Audit {
         owner: owner.clone(),
         service: pack.service.name.clone(),
@@ -125,7 +131,7 @@ fn def(pack: &Pack) -> &OAuth2Def {
 }
 
 /// The pack's client, or the reply saying the operator has not configured it.
-fn client(d: &Dispatcher, pack: &Pack) -> Result<Client, Reply> {
+fn client(cx: &AuthContext, pack: &Pack) -> Result<Client, Reply> {
     let s = &pack.service;
     let def = def(pack);
     let consumer = s.consumer.as_ref().ok_or_else(|| {
@@ -140,7 +146,7 @@ fn client(d: &Dispatcher, pack: &Pack) -> Result<Client, Reply> {
     let bad = |e: oauth2::url::ParseError| {
         Reply::new(format!("{}'s pack has a bad auth URL: {e}", s.name))
     };
-    let redirect = match (&d.public_url, def.grant) {
+    let redirect = match (&cx.public_url, def.grant) {
         (Some(base), Grant::AuthorizationCode) => Some(
             RedirectUrl::new(format!(
                 "{}/oauth2/{}/callback",
@@ -185,7 +191,7 @@ fn client(d: &Dispatcher, pack: &Pack) -> Result<Client, Reply> {
 }
 
 /// `DEPUTY_GITHUB_CLIENT_ID` and friends.
-pub fn client_env(service: &str, what: &str) -> String {
+fn client_env(service: &str, what: &str) -> String {
     format!(
         "DEPUTY_{}_CLIENT_{what}",
         service.to_uppercase().replace('-', "_")
@@ -203,10 +209,6 @@ fn scopes(pack: &Pack) -> Vec<String> {
         }
     }
     all
-}
-
-fn flow_key(owner: &Owner, service: &str) -> KeyPath {
-    super::oauth1::flow_key(owner, service)
 }
 
 fn state_key(service: &str, state: &str) -> KeyPath {
@@ -255,37 +257,41 @@ struct MagicPending {
 }
 
 /// `setupauth`: start the pack's grant; the reply goes only to the user.
-pub async fn setupauth(d: &Dispatcher, msg: &Message, pack: &Pack) -> Handled {
-    Ok(vec![match start(d, &Conversation::of(msg), pack).await? {
-        Ok(text) => Reply::private(text),
-        Err(r) => r,
-    }])
+async fn setupauth(k: &OAuth2, cx: &AuthContext, msg: &Message, pack: &Pack) -> Handled {
+    Ok(vec![
+        match start(k, cx, &Conversation::of(msg), pack).await? {
+            Ok(text) => Reply::private(text),
+            Err(r) => r,
+        },
+    ])
 }
 
 /// Starts a sign-in and returns the text with the link, or the reply explaining why not.
-pub async fn start(
-    d: &Dispatcher,
+async fn start(
+    k: &OAuth2,
+    cx: &AuthContext,
     conversation: &Conversation,
     pack: &Pack,
-) -> Result<Result<String, Reply>, Internal> {
+) -> Step<String> {
     match def(pack).grant {
-        Grant::Device => start_device(d, conversation, pack).await,
-        Grant::AuthorizationCode => start_browser(d, conversation, pack).await,
+        Grant::Device => start_device(k, cx, conversation, pack).await,
+        Grant::AuthorizationCode => start_browser(cx, conversation, pack).await,
     }
 }
 
 async fn start_device(
-    d: &Dispatcher,
+    k: &OAuth2,
+    cx: &AuthContext,
     conversation: &Conversation,
     pack: &Pack,
-) -> Result<Result<String, Reply>, Internal> {
+) -> Step<String> {
     let s = &pack.service;
-    let client = match client(d, pack) {
+    let client = match client(cx, pack) {
         Ok(c) => c,
         Err(r) => return Ok(Err(r)),
     };
     let http = http(
-        d,
+        cx,
         pack,
         &conversation.owner(),
         "setupauth",
@@ -310,11 +316,11 @@ async fn start_device(
     let expires_in = details.expires_in();
     let flow = PendingFlow::Device {
         service: s.name.clone(),
-        expires_at: now_secs() + expires_in.as_secs(),
+        expires_at: pending::expiry(expires_in.as_secs()),
         conversation: conversation.clone(),
         details: serde_json::to_value(&details)?,
     };
-    d.brain.put(&flow_key(&owner, &s.name), &flow).await?;
+    cx.brain.put(&flow_key(&owner, &s.name), &flow).await?;
     let text = format!(
         "To link your {} account, open {} and enter the code {} . I'll tell you here when it's done; the code works for {} minute(s).",
         s.name,
@@ -322,25 +328,25 @@ async fn start_device(
         details.user_code().secret(),
         expires_in.as_secs().div_ceil(60)
     );
-    d.poll_device(conversation.clone(), s.name.clone(), client, details);
+    k.poll_device(cx, conversation.clone(), s.name.clone(), client, details);
     Ok(Ok(text))
 }
 
 /// The background half of the device flow: poll as RFC 8628 says until the user approves,
 /// declines, or the code expires; then tell the user in chat.
-pub async fn poll_device(
-    d: &Dispatcher,
+async fn poll_device(
+    cx: &AuthContext,
     conversation: Conversation,
     service: String,
     client: Client,
     details: oauth2::StandardDeviceAuthorizationResponse,
 ) {
-    let Some(pack) = d.packs.iter().find(|p| p.service.name == service) else {
+    let Some(pack) = cx.pack(&service) else {
         return;
     };
     let failed: std::sync::Arc<std::sync::atomic::AtomicBool> = std::sync::Arc::default();
     let owner = conversation.owner();
-    let http = http(d, pack, &owner, "device poll", failed.clone());
+    let http = http(cx, pack, &owner, "device poll", failed.clone());
     let p = &pack.service.prefixes[0];
     let result = match client.exchange_device_access_token(&details) {
         Ok(req) => {
@@ -351,7 +357,7 @@ pub async fn poll_device(
         Err(e) => Err(RequestTokenError::Other(e.to_string())),
     };
     let text = match result {
-        Ok(token) => match store(d, &owner, pack, &token).await {
+        Ok(token) => match store(cx, &owner, pack, &token).await {
             Ok(()) => format!(
                 "Linked your {service} account. Commands now run as you; `{p} logout` unlinks."
             ),
@@ -379,39 +385,40 @@ pub async fn poll_device(
             describe(&service, &e)
         ),
     };
-    if let Err(e) = d.brain.delete(&flow_key(&owner, &service)).await {
+    if let Err(e) = cx.brain.delete(&flow_key(&owner, &service)).await {
         tracing::warn!(error = %e, "could not drop a finished device flow");
     }
-    d.notify(&conversation.message(), Reply::private(text))
+    cx.outbox
+        .notify(&conversation.message(), Reply::private(text))
         .await;
 }
 
 /// Restarts the device-flow polls a previous run of deputy left unfinished (called once the
 /// adapters are up, so the outcome can be told in chat). Returns how many resumed.
-pub async fn resume_polls(d: &Dispatcher) -> anyhow::Result<usize> {
+async fn resume_polls(k: &OAuth2, cx: &AuthContext) -> anyhow::Result<usize> {
     let mut resumed = 0;
-    for key in d.brain.keys("flow/").await? {
+    for key in cx.brain.keys("flow/").await? {
         // OAuth 1.0a flows share the prefix; they are not ours.
         let Ok(Some(PendingFlow::Device {
             service,
             expires_at,
             conversation,
             details,
-        })) = d.brain.get::<PendingFlow>(&key).await
+        })) = cx.brain.get::<PendingFlow>(&key).await
         else {
             continue;
         };
-        let pack = d.packs.iter().find(|p| p.service.name == service);
-        let usable = now_secs() < expires_at;
+        let pack = cx.pack(&service);
+        let usable = !pending::expired(expires_at);
         let (Some(pack), true) = (pack, usable) else {
-            d.brain.delete(&key).await?;
+            cx.brain.delete(&key).await?;
             continue;
         };
         let (Ok(client), Ok(mut details)) = (
-            client(d, pack),
+            client(cx, pack),
             serde_json::from_value::<oauth2::StandardDeviceAuthorizationResponse>(details),
         ) else {
-            d.brain.delete(&key).await?;
+            cx.brain.delete(&key).await?;
             continue;
         };
         // Poll only for what is left of the code's life.
@@ -423,25 +430,21 @@ pub async fn resume_polls(d: &Dispatcher) -> anyhow::Result<usize> {
             "expires_in": left,
             "interval": details.interval().as_secs(),
         }))?;
-        d.poll_device(conversation, service, client, details);
+        k.poll_device(cx, conversation, service, client, details);
         resumed += 1;
     }
     Ok(resumed)
 }
 
-async fn start_browser(
-    d: &Dispatcher,
-    conversation: &Conversation,
-    pack: &Pack,
-) -> Result<Result<String, Reply>, Internal> {
+async fn start_browser(cx: &AuthContext, conversation: &Conversation, pack: &Pack) -> Step<String> {
     let s = &pack.service;
-    if d.public_url.is_none() {
+    if cx.public_url.is_none() {
         return Ok(Err(Reply::new(format!(
             "{} signs in through the browser, which needs deputy's public URL: the operator must set [web] public_url.",
             s.name
         ))));
     }
-    let client = match client(d, pack) {
+    let client = match client(cx, pack) {
         Ok(c) => c,
         Err(r) => return Ok(Err(r)),
     };
@@ -453,14 +456,14 @@ async fn start_browser(
         .set_pkce_challenge(challenge)
         .url();
     let owner = conversation.owner();
-    let expires_at = now_secs() + d.auth.flow_ttl_secs;
+    let expires_at = pending::expiry(cx.config.flow_ttl_secs);
     // A new sign-in replaces an older one: its state stops working.
     if let Some(PendingFlow::Browser { state: old, .. }) =
-        d.brain.get(&flow_key(&owner, &s.name)).await?
+        cx.brain.get(&flow_key(&owner, &s.name)).await?
     {
-        d.brain.delete(&state_key(&s.name, &old)).await?;
+        cx.brain.delete(&state_key(&s.name, &old)).await?;
     }
-    d.brain
+    cx.brain
         .put(
             &state_key(&s.name, state.secret()),
             &StateRecord {
@@ -470,7 +473,7 @@ async fn start_browser(
             },
         )
         .await?;
-    d.brain
+    cx.brain
         .put(
             &flow_key(&owner, &s.name),
             &PendingFlow::Browser {
@@ -483,55 +486,56 @@ async fn start_browser(
         "To link your {} account, open {url} , sign in, then type here the 6-digit code the page shows: `{} auth <code>`. The link works for {} minute(s) and only for you.",
         s.name,
         s.prefixes[0],
-        d.auth.flow_ttl_secs.div_ceil(60)
+        cx.config.flow_ttl_secs.div_ceil(60)
     )))
 }
 
 /// The browser came back to `/oauth2/<service>/callback`. Returns the page text and whether
 /// a magic code was issued.
-pub async fn callback(
-    d: &Dispatcher,
+async fn callback(
+    cx: &AuthContext,
     service: &str,
     state: &str,
     code: Option<&str>,
 ) -> Result<(bool, String), Internal> {
-    let Some(pack) = d.packs.iter().find(|p| p.service.name == service) else {
+    let Some(pack) = cx.pack(service) else {
         return Ok((false, "Unknown service.".into()));
     };
     let key = state_key(service, state);
-    let Some(record) = d.brain.get::<StateRecord>(&key).await? else {
+    let Some(record) = cx.brain.get::<StateRecord>(&key).await? else {
         return Ok((
             false,
             "This sign-in is unknown, expired or already used (state mismatch). Start again from chat with setupauth.".into(),
         ));
     };
     // One use only, whatever happens next.
-    d.brain.delete(&key).await?;
+    cx.brain.delete(&key).await?;
     let owner = record.conversation.owner();
-    d.brain.delete(&flow_key(&owner, service)).await?;
+    cx.brain.delete(&flow_key(&owner, service)).await?;
     let to = record.conversation.message();
     let p = &pack.service.prefixes[0];
-    if now_secs() >= record.expires_at {
+    if pending::expired(record.expires_at) {
         return Ok((
             false,
             format!("This sign-in expired. Run `{p} setupauth` in chat again."),
         ));
     }
     let Some(code) = code else {
-        d.notify(
-            &to,
-            Reply::private(format!(
-                "You declined the {service} sign-in; nothing was linked."
-            )),
-        )
-        .await;
+        cx.outbox
+            .notify(
+                &to,
+                Reply::private(format!(
+                    "You declined the {service} sign-in; nothing was linked."
+                )),
+            )
+            .await;
         return Ok((false, "You declined; nothing was linked.".into()));
     };
-    let client = match client(d, pack) {
+    let client = match client(cx, pack) {
         Ok(c) => c,
         Err(r) => return Ok((false, r.text)),
     };
-    let http = http(d, pack, &owner, "callback", std::sync::Arc::default());
+    let http = http(cx, pack, &owner, "callback", std::sync::Arc::default());
     let exchange = client
         .exchange_code(AuthorizationCode::new(code.to_string()))
         .map_err(|e| anyhow::anyhow!("{service}: {e}"))?
@@ -542,13 +546,14 @@ pub async fn callback(
         Ok(t) => t,
         Err(e) => {
             let why = describe(service, &e);
-            d.notify(
-                &to,
-                Reply::private(format!(
-                    "The {service} sign-in failed: {why} Run `{p} setupauth` to try again."
-                )),
-            )
-            .await;
+            cx.outbox
+                .notify(
+                    &to,
+                    Reply::private(format!(
+                        "The {service} sign-in failed: {why} Run `{p} setupauth` to try again."
+                    )),
+                )
+                .await;
             return Ok((false, format!("The sign-in failed: {why}")));
         }
     };
@@ -560,10 +565,10 @@ pub async fn callback(
         credential: credential(pack, &token, None),
         code: Secret::new(magic.clone()),
         attempts: 0,
-        expires_at: now_secs() + d.auth.flow_ttl_secs,
+        expires_at: pending::expiry(cx.config.flow_ttl_secs),
     };
-    d.brain.put(&magic_key(&owner, service), &pending).await?;
-    d.notify(
+    cx.brain.put(&magic_key(&owner, service), &pending).await?;
+    cx.outbox.notify(
         &to,
         Reply::private(format!(
             "One more step: type the 6-digit code the {service} sign-in page shows: `{p} auth <code>`."
@@ -577,7 +582,7 @@ pub async fn callback(
 }
 
 /// `auth <code>`: the magic code from the browser flow.
-pub async fn auth(d: &Dispatcher, msg: &Message, pack: &Pack, args: &[String]) -> Handled {
+async fn auth(cx: &AuthContext, msg: &Message, pack: &Pack, args: &[String]) -> Handled {
     let s = &pack.service;
     let p = &s.prefixes[0];
     if def(pack).grant == Grant::Device {
@@ -601,37 +606,36 @@ pub async fn auth(d: &Dispatcher, msg: &Message, pack: &Pack, args: &[String]) -
     };
     let owner = msg.owner();
     let key = magic_key(&owner, &s.name);
-    let Some(mut pending) = d.brain.get::<MagicPending>(&key).await? else {
+    let Some(mut pending) = cx.brain.get::<MagicPending>(&key).await? else {
         return reply(format!(
             "You have no {} sign-in waiting for a code. Start one with `{p} setupauth`.",
             s.name
         ));
     };
-    if now_secs() >= pending.expires_at {
-        d.brain.delete(&key).await?;
+    if pending::expired(pending.expires_at) {
+        cx.brain.delete(&key).await?;
         return reply(format!(
             "That code expired; run `{p} setupauth` for a new sign-in."
         ));
     }
     if !constant_time_eq(code.as_bytes(), pending.code.expose().as_bytes()) {
-        pending.attempts += 1;
-        if pending.attempts >= d.auth.max_attempts {
-            d.brain.delete(&key).await?;
-            return reply(format!(
-                "That code is wrong, and that was the last try: this sign-in is cancelled. Run `{p} setupauth` to start again."
-            ));
-        }
-        let left = d.auth.max_attempts - pending.attempts;
-        d.brain.put(&key, &pending).await?;
+        let left = match pending::wrong_answer(&mut pending.attempts, cx.config.max_attempts) {
+            Wrong::LockedOut => {
+                cx.brain.delete(&key).await?;
+                return reply(format!(
+                    "That code is wrong, and that was the last try: this sign-in is cancelled. Run `{p} setupauth` to start again."
+                ));
+            }
+            Wrong::Left(left) => left,
+        };
+        cx.brain.put(&key, &pending).await?;
         return reply(format!(
-            "That code is wrong. Check the sign-in page and try `{p} auth <code>` again ({left} tr{} left).",
-            if left == 1 { "y" } else { "ies" }
+            "That code is wrong. Check the sign-in page and try `{p} auth <code>` again ({}).",
+            pending::tries_left(left)
         ));
     }
-    d.brain
-        .put(&KeyPath::credential(&owner, &s.name), &pending.credential)
-        .await?;
-    d.brain.delete(&key).await?;
+    cx.store(&owner, &s.name, &pending.credential).await?;
+    cx.brain.delete(&key).await?;
     reply(format!(
         "Linked your {} account. Commands now run as you; `{p} logout` unlinks.",
         s.name
@@ -674,12 +678,12 @@ fn credential(
 }
 
 async fn store(
-    d: &Dispatcher,
+    cx: &AuthContext,
     owner: &Owner,
     pack: &Pack,
     token: &oauth2::basic::BasicTokenResponse,
 ) -> anyhow::Result<()> {
-    d.brain
+    cx.brain
         .put(
             &KeyPath::credential(owner, &pack.service.name),
             &credential(pack, token, None),
@@ -688,12 +692,13 @@ async fn store(
 }
 
 /// The user's token, refreshed first when it is about to expire. `Err` is the reply to give.
-pub async fn usable(
-    d: &Dispatcher,
+async fn usable(
+    k: &OAuth2,
+    cx: &AuthContext,
     msg: &Message,
     pack: &Pack,
     credential: Credential,
-) -> Result<Result<Credential, Reply>, Internal> {
+) -> Step<Credential> {
     let due = match &credential {
         Credential::OAuth2 {
             expires_at: Some(at),
@@ -702,7 +707,7 @@ pub async fn usable(
         _ => false,
     };
     if due {
-        refresh(d, msg, pack, &credential).await
+        refresh(k, cx, msg, pack, &credential).await
     } else {
         Ok(Ok(credential))
     }
@@ -710,17 +715,18 @@ pub async fn usable(
 
 /// Refreshes `stale`, one refresh at a time per credential: whoever waited on the lock finds
 /// the new token already stored and uses it, so a rotated refresh token is never reused.
-pub async fn refresh(
-    d: &Dispatcher,
+async fn refresh(
+    k: &OAuth2,
+    cx: &AuthContext,
     msg: &Message,
     pack: &Pack,
     stale: &Credential,
-) -> Result<Result<Credential, Reply>, Internal> {
+) -> Step<Credential> {
     let s = &pack.service;
     let key = KeyPath::credential(&msg.owner(), &s.name);
-    let lock = d.refresh_lock(&key);
+    let lock = k.refresh_lock(&key);
     let _held = lock.lock().await;
-    let current: Option<Credential> = d.brain.get(&key).await?;
+    let current: Option<Credential> = cx.brain.get(&key).await?;
     let access = |c: &Credential| match c {
         Credential::OAuth2 { access_token, .. } => Some(access_token.expose().to_string()),
         _ => None,
@@ -728,20 +734,20 @@ pub async fn refresh(
     let current = match current {
         Some(c) if access(&c) != access(stale) => return Ok(Ok(c)),
         Some(c) => c,
-        None => return Ok(Err(crate::auth::apikey::link_first(pack))),
+        None => return Ok(Err(replies::link_first_signin(pack))),
     };
     let Credential::OAuth2 {
         refresh_token: Some(refresh_token),
         ..
     } = &current
     else {
-        return Ok(Err(relink(d, msg, pack, "has expired").await?));
+        return Ok(Err(relink(k, cx, msg, pack, "has expired").await?));
     };
-    let client = match client(d, pack) {
+    let client = match client(cx, pack) {
         Ok(c) => c,
         Err(r) => return Ok(Err(r)),
     };
-    let http = http(d, pack, &msg.owner(), "refresh", std::sync::Arc::default());
+    let http = http(cx, pack, &msg.owner(), "refresh", std::sync::Arc::default());
     let result = client
         .exchange_refresh_token(&RefreshToken::new(refresh_token.expose().to_string()))
         .map_err(|e| anyhow::anyhow!("{}: {e}", s.name))?
@@ -751,16 +757,16 @@ pub async fn refresh(
         Ok(token) => {
             let fresh = credential(pack, &token, Some(&current));
             // Saved before use: the old refresh token is dead from now on.
-            d.brain.put(&key, &fresh).await?;
+            cx.brain.put(&key, &fresh).await?;
             tracing::info!(service = %s.name, user = %msg.user, "oauth2 token refreshed");
             Ok(Ok(fresh))
         }
         Err(RequestTokenError::ServerResponse(e))
             if matches!(e.error(), BasicErrorResponseType::InvalidGrant) =>
         {
-            d.brain.delete(&key).await?;
+            cx.brain.delete(&key).await?;
             Ok(Err(
-                relink(d, msg, pack, "has expired or was revoked").await?
+                relink(k, cx, msg, pack, "has expired or was revoked").await?
             ))
         }
         Err(e) => Ok(Err(Reply::new(format!(
@@ -772,16 +778,22 @@ pub async fn refresh(
 }
 
 /// "Your sign-in has expired" with a fresh sign-in started in the same reply.
-async fn relink(d: &Dispatcher, msg: &Message, pack: &Pack, why: &str) -> Result<Reply, Internal> {
+async fn relink(
+    k: &OAuth2,
+    cx: &AuthContext,
+    msg: &Message,
+    pack: &Pack,
+    why: &str,
+) -> Result<Reply, Internal> {
     let head = format!("Your {} sign-in {why}.", pack.service.name);
-    Ok(match start(d, &Conversation::of(msg), pack).await? {
+    Ok(match start(k, cx, &Conversation::of(msg), pack).await? {
         Ok(text) => Reply::private(format!("{head} {text}")),
         Err(r) => Reply::new(format!("{head} {}", r.text)),
     })
 }
 
 /// The command's scopes missing from the user's token, if any.
-pub fn missing_scopes(credential: &Credential, needed: &[String]) -> Vec<String> {
+fn missing_scopes(credential: &Credential, needed: &[String]) -> Vec<String> {
     match credential {
         Credential::OAuth2 { scopes, .. } => needed
             .iter()
@@ -794,8 +806,8 @@ pub fn missing_scopes(credential: &Credential, needed: &[String]) -> Vec<String>
 
 /// Revokes the token at the provider (RFC 7009), when the pack declares where.
 /// `Ok(false)`: no revocation endpoint.
-pub async fn revoke(
-    d: &Dispatcher,
+async fn revoke(
+    cx: &AuthContext,
     owner: &Owner,
     pack: &Pack,
     credential: &Credential,
@@ -811,7 +823,7 @@ pub async fn revoke(
     if def(pack).revocation_url.is_none() {
         return Ok(false);
     }
-    let client = client(d, pack).map_err(|r| r.text)?;
+    let client = client(cx, pack).map_err(|r| r.text)?;
     // Revoking the refresh token ends the whole grant on providers that rotate.
     let token = match refresh_token {
         Some(r) => StandardRevocableToken::RefreshToken(RefreshToken::new(r.expose().to_string())),
@@ -825,7 +837,7 @@ pub async fn revoke(
         }
         other => other.to_string(),
     })?;
-    let http = http(d, pack, owner, "revoke", std::sync::Arc::default());
+    let http = http(cx, pack, owner, "revoke", std::sync::Arc::default());
     request
         .request_async(&http)
         .await
@@ -845,5 +857,240 @@ fn describe<RE: std::error::Error + 'static, T: oauth2::ErrorResponse + 'static>
             format!("{service} answered with something I couldn't read.")
         }
         RequestTokenError::Other(m) => format!("{service}: {m}."),
+    }
+}
+
+/// `kind = "oauth2"`, with its background work: device-flow polls by credential key (a new
+/// `setupauth` or a `logout` stops the old one), and one refresh at a time per credential.
+#[derive(Default)]
+pub struct OAuth2 {
+    polls: Mutex<HashMap<String, tokio::task::AbortHandle>>,
+    refresh_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl OAuth2 {
+    /// Starts polling a device flow in the background, replacing the user's previous poll.
+    fn poll_device(
+        &self,
+        cx: &AuthContext,
+        conversation: Conversation,
+        service: String,
+        client: Client,
+        details: oauth2::StandardDeviceAuthorizationResponse,
+    ) {
+        let key = KeyPath::credential(&conversation.owner(), &service).to_string();
+        let cx = cx.clone();
+        let task = tokio::spawn(async move {
+            poll_device(&cx, conversation, service, client, details).await;
+        });
+        let old = self
+            .polls
+            .lock()
+            .expect("polls poisoned")
+            .insert(key, task.abort_handle());
+        if let Some(old) = old {
+            old.abort();
+        }
+    }
+
+    /// Stops the user's device-flow poll for a service, if one runs.
+    fn stop_poll(&self, key: &KeyPath) {
+        if let Some(h) = self
+            .polls
+            .lock()
+            .expect("polls poisoned")
+            .remove(&key.to_string())
+        {
+            h.abort();
+        }
+    }
+
+    /// The lock that makes refreshes of one credential happen one at a time.
+    fn refresh_lock(&self, key: &KeyPath) -> Arc<tokio::sync::Mutex<()>> {
+        self.refresh_locks
+            .lock()
+            .expect("refresh locks poisoned")
+            .entry(key.to_string())
+            .or_default()
+            .clone()
+    }
+}
+
+#[async_trait::async_trait]
+impl AuthScheme for OAuth2 {
+    fn name(&self) -> &'static str {
+        "oauth2"
+    }
+
+    fn handles(&self, kind: &AuthKind) -> bool {
+        matches!(kind, AuthKind::OAuth2(_))
+    }
+
+    fn help(&self, pack: &Pack) -> String {
+        let p = &pack.service.prefixes[0];
+        let mut out =
+            format!("Your account:\n`{p} setupauth` — get a sign-in link (sent only to you)\n");
+        if def(pack).grant == Grant::AuthorizationCode {
+            out.push_str(&format!(
+                "`{p} auth <code>` — finish signing in with the 6-digit code the page showed\n"
+            ));
+        }
+        out.push_str(&format!(
+            "`{p} whoami` — whether you are linked, and as whom\n\
+             `{p} logout` — revoke and forget your token\n"
+        ));
+        out
+    }
+
+    fn link_first(&self, pack: &Pack) -> Reply {
+        replies::link_first_signin(pack)
+    }
+
+    fn operator_env(&self, service: &str) -> Option<(String, String)> {
+        Some((client_env(service, "ID"), client_env(service, "SECRET")))
+    }
+
+    async fn setupauth(&self, cx: &AuthContext, msg: &Message, pack: &Pack) -> Handled {
+        setupauth(self, cx, msg, pack).await
+    }
+
+    async fn auth(&self, cx: &AuthContext, msg: &Message, pack: &Pack, args: &[String]) -> Handled {
+        auth(cx, msg, pack, args).await
+    }
+
+    /// Stops a sign-in in progress, revokes the token where the pack says how, forgets it.
+    async fn logout(&self, cx: &AuthContext, msg: &Message, pack: &Pack) -> Handled {
+        let s = &pack.service;
+        let owner = msg.owner();
+        self.stop_poll(&KeyPath::credential(&owner, &s.name));
+        cx.brain.delete(&flow_key(&owner, &s.name)).await?;
+        let revoked = match cx.credential(&owner, &s.name).await? {
+            Some(c @ Credential::OAuth2 { .. }) => Some(revoke(cx, &owner, pack, &c).await),
+            _ => None,
+        };
+        let existed = cx.forget(&owner, &s.name).await?;
+        let Some(revoked) = revoked else {
+            return Ok(vec![replies::forgotten(pack, "authorization", existed)]);
+        };
+        reply(match revoked {
+            Ok(true) => format!("Revoked your {} token at {} and deleted it here.", s.name, s.name),
+            Ok(false) => format!(
+                "Deleted your {} token here. {} declares no way to revoke it, so it stays valid there until it expires or you revoke it yourself.",
+                s.name, s.name
+            ),
+            Err(why) => {
+                tracing::warn!(service = %s.name, reason = %why, "token revocation failed");
+                format!(
+                    "Deleted your {} token here, but could not revoke it at {} ({why}): revoke it there yourself.",
+                    s.name, s.name
+                )
+            }
+        })
+    }
+
+    fn linked_as(&self, pack: &Pack, credential: &Credential) -> String {
+        let scopes = match credential {
+            Credential::OAuth2 { scopes, .. } if !scopes.is_empty() => scopes.join(", "),
+            _ => "none".to_string(),
+        };
+        format!(
+            "You are linked to {} (scopes: {scopes}).",
+            pack.service.name
+        )
+    }
+
+    /// Refuses a command whose scopes the token lacks, and refreshes a token about to expire.
+    async fn prepare(
+        &self,
+        cx: &AuthContext,
+        msg: &Message,
+        pack: &Pack,
+        command: &str,
+        scopes: &[String],
+        credential: Credential,
+    ) -> Step<Credential> {
+        let service = &pack.service;
+        let missing = missing_scopes(&credential, scopes);
+        if !missing.is_empty() {
+            return Ok(Err(Reply::new(format!(
+                "`{} {command}` needs the {} scope(s), which your {} sign-in does not have. Run `{} setupauth` to sign in again with them.",
+                service.prefixes[0],
+                missing.join(", "),
+                service.name,
+                service.prefixes[0]
+            ))));
+        }
+        usable(self, cx, msg, pack, credential).await
+    }
+
+    fn apply<'a>(&self, _pack: &'a Pack, credential: &'a Credential) -> Result<Auth<'a>, Reply> {
+        Ok(match credential {
+            Credential::OAuth2 { access_token, .. } => Auth::Bearer(access_token.expose()),
+            _ => Auth::Anonymous,
+        })
+    }
+
+    /// A token the provider refuses gets one refresh and one retry.
+    async fn rejected(
+        &self,
+        cx: &AuthContext,
+        msg: &Message,
+        pack: &Pack,
+        credential: Option<&Credential>,
+        status: u16,
+        retried: bool,
+    ) -> Result<Rejected, Internal> {
+        if let (Some(stale @ Credential::OAuth2 { .. }), false) = (credential, retried) {
+            return Ok(match refresh(self, cx, msg, pack, stale).await? {
+                Ok(c) => Rejected::Retry(c),
+                Err(r) => Rejected::Reply(r),
+            });
+        }
+        let s = &pack.service;
+        Ok(Rejected::Reply(Reply::new(format!(
+            "{} rejected your authorization (HTTP {status}). Run `{} setupauth` to sign in again.",
+            s.name, s.prefixes[0]
+        ))))
+    }
+
+    async fn callback(
+        &self,
+        cx: &AuthContext,
+        service: &str,
+        q: &HashMap<String, String>,
+    ) -> Option<Result<Callback, Internal>> {
+        // `code` + `state`, or `error` (access_denied) + `state` (RFC 6749 4.1.2).
+        let Some(state) = q.get("state") else {
+            return Some(Ok(Callback::Failed(
+                "This is not a complete sign-in answer (state is missing).".into(),
+            )));
+        };
+        let code = match (q.get("code"), q.get("error")) {
+            (Some(c), None) => Some(c.as_str()),
+            (_, Some(_)) => None,
+            (None, None) => {
+                return Some(Ok(Callback::Failed(
+                    "This is not a complete sign-in answer (code is missing).".into(),
+                )))
+            }
+        };
+        Some(
+            callback(cx, service, state, code)
+                .await
+                .map(|(issued, text)| match issued {
+                    true => Callback::Done(text),
+                    false => Callback::Failed(text),
+                }),
+        )
+    }
+
+    async fn resume(&self, cx: &AuthContext) {
+        match resume_polls(self, cx).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(polls = n, "resumed device-flow sign-ins"),
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "could not resume device-flow sign-ins")
+            }
+        }
     }
 }

@@ -1,6 +1,6 @@
-//! What adapters and the dispatcher exchange: a [`Message`] in, [`Reply`]s out, and the
-//! [`Runner`] that handles every message in its own task while keeping one user's messages in
-//! one conversation in the order they were sent.
+//! The chat adapters (one file each: [`shell`], [`discord`], [`slack`]) and the [`Runner`] that
+//! handles every message in its own task while keeping one user's messages in one conversation
+//! in the order they were sent. The vocabulary they speak is in [`crate::message`].
 
 pub mod discord;
 pub mod shell;
@@ -13,92 +13,8 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 
-use crate::brain::Owner;
 use crate::dispatch::Dispatcher;
-
-/// One chat message as an adapter saw it.
-#[derive(Debug, Clone)]
-pub struct Message {
-    /// `shell`, `discord`, `slack`: the namespace of user ids.
-    pub adapter: String,
-    /// Discord: `global` (a user id is one person everywhere); Slack: the team id.
-    pub workspace: String,
-    pub user: String,
-    /// A display name, for replies and templates; never used for identity.
-    pub user_name: String,
-    pub channel: String,
-    /// The platform's id of this message (for deletion and threading).
-    pub id: String,
-    /// The thread replies belong in, where the platform keeps threads apart from channels
-    /// (Slack's `thread_ts`); `None` elsewhere.
-    pub thread: Option<String>,
-    /// A direct message: only the user and the bot can read it. Secrets are accepted only here.
-    pub direct: bool,
-    pub text: String,
-}
-
-impl Message {
-    pub fn owner(&self) -> Owner {
-        Owner {
-            adapter: self.adapter.clone(),
-            workspace: self.workspace.clone(),
-            user: self.user.clone(),
-        }
-    }
-}
-
-/// Who may see a reply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Visibility {
-    /// Wherever the message was: the channel, or the DM.
-    Conversation,
-    /// Only the user who asked (an ephemeral message, or a DM).
-    OnlyUser,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
-    pub text: String,
-    pub visibility: Visibility,
-}
-
-impl Reply {
-    pub fn new(text: impl Into<String>) -> Reply {
-        Reply {
-            text: text.into(),
-            visibility: Visibility::Conversation,
-        }
-    }
-
-    pub fn private(text: impl Into<String>) -> Reply {
-        Reply {
-            text: text.into(),
-            visibility: Visibility::OnlyUser,
-        }
-    }
-}
-
-/// What happened when the dispatcher asked to delete a user's message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Deleted {
-    Yes,
-    /// The platform refused (missing permission, a DM on Discord): the reason, for the reply.
-    Refused(String),
-    /// The platform has no such thing (the shell, Slack for user messages).
-    Unsupported,
-}
-
-/// A chat platform as the dispatcher sees it: it can send replies and try to delete messages.
-#[async_trait::async_trait]
-pub trait Adapter: Send + Sync + 'static {
-    async fn send(&self, to: &Message, reply: Reply) -> anyhow::Result<()>;
-    async fn delete(&self, message: &Message) -> Deleted;
-    /// Shows that the bot is working on `message` (a typing indicator) until the returned
-    /// guard is dropped. Most adapters show nothing.
-    async fn busy(&self, _message: &Message) -> Option<Box<dyn Send>> {
-        None
-    }
-}
+pub use crate::message::{Adapter, Deleted, Message, Reply, Visibility};
 
 type Job = (Message, Arc<dyn Adapter>);
 type ConversationKey = (String, String, String, String);

@@ -6,126 +6,86 @@ pub mod help;
 pub mod parse;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::Arc;
 
 use minijinja::Value;
 
-use crate::auth::{apikey, oauth1, oauth2, Credential};
-use crate::brain::{Brain, KeyPath};
-use crate::chat::{Adapter, Message, Reply};
+use crate::auth::{AuthContext, AuthScheme, Callback, Credential, Kinds, Rejected, Whoami};
+use crate::brain::Brain;
 use crate::config::AuthConfig;
+pub use crate::message::{reply, Handled, Internal};
+use crate::message::{Adapter, Message, Outbox, Reply};
 use crate::pack::render::trim_reply;
-use crate::pack::{Args, AuthKind, Pack, Request, Templates, BUILTIN_WORDS};
+use crate::pack::{Args, Pack, Request, Templates, BUILTIN_WORDS};
 use crate::upstream::{Auth, Call, CallError, Upstream};
 
 use self::parse::Addressing;
 
 pub struct Dispatcher {
     pub addressing: Addressing,
-    pub packs: Vec<Pack>,
+    pub packs: Arc<Vec<Pack>>,
     pub templates: Arc<Templates>,
     pub brain: Brain,
     pub upstream: Upstream,
-    pub auth: AuthConfig,
-    /// deputy's public URL: OAuth callbacks come back here instead of a PIN.
-    pub public_url: Option<String>,
-    /// Running adapters by name, to tell a user something outside a reply (a callback).
-    pub adapters: RwLock<HashMap<String, Arc<dyn Adapter>>>,
-    /// Work that outlives a message: device-flow polls, refresh locks.
-    pub background: Background,
-    /// This dispatcher itself, for background tasks (set by [`Dispatcher::new`]).
-    pub me: Weak<Dispatcher>,
+    /// What the auth kinds work with (it shares the brain, the upstream and the packs).
+    pub auth: AuthContext,
+    /// The auth kinds; the dispatcher asks them and names none.
+    pub kinds: Kinds,
 }
-
-/// State for work that outlives the message that started it.
-#[derive(Default)]
-pub struct Background {
-    /// Device-flow polls by credential key, so a new setupauth or a logout stops the old one.
-    polls: Mutex<HashMap<String, tokio::task::AbortHandle>>,
-    /// One refresh at a time per credential key.
-    refresh_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-}
-
-/// Something went wrong on deputy's side: logged with a reference, never shown in full.
-#[derive(Debug)]
-pub struct Internal(pub anyhow::Error);
-
-impl<E: Into<anyhow::Error>> From<E> for Internal {
-    fn from(e: E) -> Internal {
-        Internal(e.into())
-    }
-}
-
-pub type Handled = Result<Vec<Reply>, Internal>;
 
 impl Dispatcher {
-    /// Shares the dispatcher, wiring its reference to itself for background tasks.
-    pub fn new(mut d: Dispatcher) -> Arc<Dispatcher> {
-        Arc::new_cyclic(|me| {
-            d.me = me.clone();
-            d
+    /// The dispatcher, shared.
+    pub fn new(
+        addressing: Addressing,
+        packs: Vec<Pack>,
+        templates: Templates,
+        brain: Brain,
+        upstream: Upstream,
+        config: AuthConfig,
+        public_url: Option<String>,
+    ) -> Arc<Dispatcher> {
+        let packs = Arc::new(packs);
+        Arc::new(Dispatcher {
+            addressing,
+            packs: packs.clone(),
+            templates: Arc::new(templates),
+            brain: brain.clone(),
+            upstream: upstream.clone(),
+            auth: AuthContext {
+                brain,
+                upstream,
+                config,
+                public_url,
+                outbox: Outbox::default(),
+                packs,
+            },
+            kinds: Kinds::new(),
         })
     }
 
-    /// Starts polling a device flow in the background, replacing the user's previous poll.
-    pub fn poll_device(
-        &self,
-        conversation: oauth1::Conversation,
-        service: String,
-        client: oauth2::DeviceClient,
-        details: ::oauth2::StandardDeviceAuthorizationResponse,
-    ) {
-        let Some(me) = self.me.upgrade() else {
-            return;
-        };
-        let key = KeyPath::credential(&conversation.owner(), &service).to_string();
-        let task = tokio::spawn(async move {
-            oauth2::poll_device(&me, conversation, service, client, details).await;
-        });
-        let old = self
-            .background
-            .polls
-            .lock()
-            .expect("polls poisoned")
-            .insert(key, task.abort_handle());
-        if let Some(old) = old {
-            old.abort();
-        }
+    /// The auth kind of a pack.
+    fn kind(&self, pack: &Pack) -> &dyn AuthScheme {
+        self.kinds.of(&pack.service.auth)
     }
 
     /// Resumes work a previous run left unfinished (device-flow polls); failures are logged.
     pub async fn resume_background(&self) {
-        match oauth2::resume_polls(self).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(polls = n, "resumed device-flow sign-ins"),
-            Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), "could not resume device-flow sign-ins")
-            }
+        for kind in self.kinds.iter() {
+            kind.resume(&self.auth).await;
         }
     }
 
-    /// Stops the user's device-flow poll for a service, if one runs.
-    pub fn stop_poll(&self, key: &KeyPath) {
-        if let Some(h) = self
-            .background
-            .polls
-            .lock()
-            .expect("polls poisoned")
-            .remove(&key.to_string())
-        {
-            h.abort();
-        }
-    }
-
-    /// The lock that makes refreshes of one credential happen one at a time.
-    pub fn refresh_lock(&self, key: &KeyPath) -> Arc<tokio::sync::Mutex<()>> {
-        self.background
-            .refresh_locks
-            .lock()
-            .expect("refresh locks poisoned")
-            .entry(key.to_string())
-            .or_default()
-            .clone()
+    /// The browser came back to `/<kind>/<service>/callback`; `None` when no kind takes it.
+    pub async fn callback(
+        &self,
+        kind: &str,
+        service: &str,
+        query: &HashMap<String, String>,
+    ) -> Option<Result<Callback, Internal>> {
+        self.kinds
+            .named(kind)?
+            .callback(&self.auth, service, query)
+            .await
     }
 
     /// Answers one message. Returns no replies when the message is not addressed to the bot.
@@ -180,33 +140,44 @@ impl Dispatcher {
         let builtin = parse::normalize_builtin(&words[1.min(words.len())..]);
         if !msg.direct && matches!(&builtin, Some((b, _)) if b == "setkey") {
             let pack = self.find(&first);
-            return Ok(apikey::refuse_public(msg, pack, adapter).await);
+            return Ok(crate::auth::replies::refuse_public(msg, pack, adapter).await);
         }
         if first == "help" {
-            return Ok(help::answer(self, words.get(1).map(String::as_str)));
+            return Ok(match words.get(1) {
+                None => help::overview(&self.packs),
+                Some(topic) => match self.find(topic) {
+                    Some(pack) => help::service(pack, &self.kind(pack).help(pack)),
+                    None => self.unknown_service(topic),
+                },
+            });
         }
         let Some(pack) = self.find(&first) else {
             return Ok(self.unknown_service(&first));
         };
         let rest = &words[1..];
         if rest.is_empty() {
-            return Ok(help::service(pack));
+            return Ok(help::service(pack, &self.kind(pack).help(pack)));
         }
         if let Some((name, used)) = builtin {
             let args = &rest[used..];
-            let oauth1 = matches!(pack.service.auth, AuthKind::OAuth1 { .. });
-            let oauth2 = matches!(pack.service.auth, AuthKind::OAuth2(_));
+            let kind = self.kind(pack);
+            let cx = &self.auth;
             return match name.as_str() {
-                "help" => Ok(help::service(pack)),
-                "setkey" => apikey::setkey(self, msg, pack, args).await,
-                "logout" => apikey::logout(self, msg, pack).await,
-                "whoami" => apikey::whoami(self, msg, pack).await,
-                "setupauth" if oauth1 => oauth1::setupauth(self, msg, pack).await,
-                "auth" if oauth1 => oauth1::auth(self, msg, pack, args).await,
-                "setupauth" if oauth2 => oauth2::setupauth(self, msg, pack).await,
-                "auth" if oauth2 => oauth2::auth(self, msg, pack, args).await,
-                // API-key services explain what to do instead.
-                _ => Ok(apikey::not_oauth(pack)),
+                "help" => Ok(help::service(pack, &kind.help(pack))),
+                "setkey" => kind.setkey(cx, msg, pack, args).await,
+                "logout" => kind.logout(cx, msg, pack).await,
+                "whoami" => match kind.whoami(cx, msg, pack).await? {
+                    Whoami::Reply(r) => Ok(vec![r]),
+                    Whoami::AskService => match &pack.service.whoami {
+                        Some(request) => {
+                            self.run(msg, pack, "whoami", request, Args::new(), &[])
+                                .await
+                        }
+                        None => Ok(vec![]),
+                    },
+                },
+                "setupauth" => kind.setupauth(cx, msg, pack).await,
+                _ => kind.auth(cx, msg, pack, args).await,
             };
         }
         let name = rest[0].to_lowercase();
@@ -281,9 +252,7 @@ impl Dispatcher {
         msg: &Message,
         pack: &Pack,
     ) -> anyhow::Result<Option<Credential>> {
-        self.brain
-            .get(&KeyPath::credential(&msg.owner(), &pack.service.name))
-            .await
+        self.auth.credential(&msg.owner(), &pack.service.name).await
     }
 
     /// Runs one pack request as the user and renders its reply.
@@ -297,72 +266,57 @@ impl Dispatcher {
         scopes: &[String],
     ) -> Handled {
         let service = &pack.service;
-        let mut credential = if service.auth.needs_credential() {
+        let kind = self.kind(pack);
+        let mut credential = if kind.needs_credential() {
             match self.credential(msg, pack).await? {
                 Some(c) => Some(c),
-                None => return Ok(vec![apikey::link_first(pack)]),
+                None => return Ok(vec![kind.link_first(pack)]),
             }
         } else {
             None
         };
-        if let Some(c @ Credential::OAuth2 { .. }) = credential {
-            let missing = oauth2::missing_scopes(&c, scopes);
-            if !missing.is_empty() {
-                return reply(format!(
-                    "`{} {command}` needs the {} scope(s), which your {} sign-in does not have. Run `{} setupauth` to sign in again with them.",
-                    service.prefixes[0],
-                    missing.join(", "),
-                    service.name,
-                    service.prefixes[0]
-                ));
-            }
-            credential = match oauth2::usable(self, msg, pack, c).await? {
+        if let Some(c) = credential {
+            credential = match kind
+                .prepare(&self.auth, msg, pack, command, scopes, c)
+                .await?
+            {
                 Ok(c) => Some(c),
                 Err(r) => return Ok(vec![r]),
             };
         }
         let ctx = self.context(msg, pack, &args, None);
-        let mut refreshed = false;
+        let mut retried = false;
         let response = loop {
             let call = match self.build_call(pack, request, &ctx) {
                 Ok(call) => call,
                 Err(e) => return Ok(vec![e]),
             };
-            let auth = match auth_for(pack, credential.as_ref()) {
-                Ok(a) => a,
-                Err(r) => return Ok(vec![r]),
+            let auth = match &credential {
+                None => Auth::Anonymous,
+                Some(c) => match kind.apply(pack, c) {
+                    Ok(a) => a,
+                    Err(r) => return Ok(vec![r]),
+                },
             };
             match self
                 .upstream
-                .send(&msg.owner(), service, command, call, auth)
+                .send(&msg.owner(), service.target(), command, call, auth)
                 .await
             {
                 Ok(r) => break r,
-                // An OAuth 2.0 token the provider refuses gets one refresh and one retry.
-                Err(CallError::Rejected(_))
-                    if !refreshed && matches!(credential, Some(Credential::OAuth2 { .. })) =>
-                {
-                    refreshed = true;
-                    let stale = credential.take().expect("matched above");
-                    match oauth2::refresh(self, msg, pack, &stale).await? {
-                        Ok(c) => credential = Some(c),
-                        Err(r) => return Ok(vec![r]),
+                Err(CallError::Rejected(status)) => {
+                    let rejected = kind
+                        .rejected(&self.auth, msg, pack, credential.as_ref(), status, retried)
+                        .await?;
+                    match rejected {
+                        Rejected::Retry(c) => {
+                            retried = true;
+                            credential = Some(c);
+                        }
+                        Rejected::Reply(r) => return Ok(vec![r]),
                     }
                 }
-                Err(CallError::Rejected(status))
-                    if matches!(service.auth, AuthKind::OAuth1 { .. }) =>
-                {
-                    // The stored token no longer works: offer a fresh sign-in in the same reply.
-                    let why = format!(
-                        "{} rejected your authorization (HTTP {status}); it may have been revoked.",
-                        service.name
-                    );
-                    return Ok(vec![match oauth1::start(self, msg, pack).await? {
-                        Ok(link) => Reply::private(format!("{why} {link}")),
-                        Err(r) => Reply::new(format!("{why} {}", r.text)),
-                    }]);
-                }
-                Err(e) => return reply(self.explain(pack, e)),
+                Err(e) => return reply(e.explain(&service.name)),
             }
         };
         let ctx = self.context(msg, pack, &args, Some(&response));
@@ -466,113 +420,15 @@ impl Dispatcher {
         })
     }
 
-    /// What a user should read when an upstream call fails.
-    pub fn explain(&self, pack: &Pack, e: CallError) -> String {
-        let name = &pack.service.name;
-        let prefix = &pack.service.prefixes[0];
-        match e {
-            CallError::Rejected(status) => match &pack.service.auth {
-                AuthKind::None => format!("{name} refused the request (HTTP {status})."),
-                AuthKind::OAuth1 { .. } | AuthKind::OAuth2(_) => format!(
-                    "{name} rejected your authorization (HTTP {status}). Run `{prefix} setupauth` to sign in again."
-                ),
-                kind => format!(
-                    "Your {name} credential was rejected (HTTP {status}). Run `{prefix} setkey <{}>` in a direct message to me to link a fresh one.",
-                    kind.hint()
-                ),
-            },
-            e => self.explain_plain(pack, e),
-        }
-    }
-
-    /// An upstream failure in plain words, with no advice about the user's credential.
-    pub fn explain_plain(&self, pack: &Pack, e: CallError) -> String {
-        let name = &pack.service.name;
-        match e {
-            CallError::Rejected(status) => format!("{name} refused it (HTTP {status})."),
-            CallError::NotFound => {
-                format!("{name} says that does not exist (HTTP 404). Check the name and try again.")
-            }
-            CallError::RateLimited(Some(s)) => {
-                format!("{name} is rate-limiting requests; try again in {s} s.")
-            }
-            CallError::RateLimited(None) => {
-                format!("{name} is rate-limiting requests; try again in a minute.")
-            }
-            CallError::Server(status) => {
-                format!("{name} had a server error (HTTP {status}); try again later.")
-            }
-            CallError::Refused(status, Some(m)) => {
-                format!("{name} refused the request (HTTP {status}): {m}")
-            }
-            CallError::Refused(status, None) => {
-                format!("{name} refused the request (HTTP {status}).")
-            }
-            CallError::Timeout(s) => {
-                format!("{name} did not answer within {s} s; try again later.")
-            }
-            CallError::Connect => {
-                format!("I couldn't reach {name} (connection failed); try again later.")
-            }
-            CallError::Unreadable => {
-                format!("{name} answered with something I couldn't read (expected JSON).")
-            }
-            CallError::Unsignable(why) => {
-                tracing::error!(service = %name, why = %why, "request cannot be signed correctly");
-                format!("I can't sign this request for {name} correctly ({why}); the command pack needs fixing, so please tell the operator.")
-            }
-            CallError::Other(m) => format!("The call to {name} failed: {m}."),
-        }
-    }
-
     /// Makes an adapter reachable for messages outside a reply (OAuth callbacks).
     pub fn register_adapter(&self, name: &str, adapter: Arc<dyn Adapter>) {
-        self.adapters
-            .write()
-            .expect("adapter map poisoned")
-            .insert(name.to_string(), adapter);
+        self.auth.outbox.register(name, adapter);
     }
 
     /// Sends `reply` to the conversation `to` through its adapter, if that adapter runs.
     pub async fn notify(&self, to: &Message, reply: Reply) {
-        let adapter = self
-            .adapters
-            .read()
-            .expect("adapter map poisoned")
-            .get(&to.adapter)
-            .cloned();
-        match adapter {
-            Some(a) => {
-                if let Err(e) = a.send(to, reply).await {
-                    tracing::warn!(adapter = %to.adapter, error = %e, "could not notify a user");
-                }
-            }
-            None => {
-                tracing::warn!(adapter = %to.adapter, "no running adapter to notify a user through")
-            }
-        }
+        self.auth.outbox.notify(to, reply).await;
     }
-}
-
-pub fn reply(text: impl Into<String>) -> Handled {
-    Ok(vec![Reply::new(text)])
-}
-
-/// How to authenticate a call with the user's credential.
-fn auth_for<'a>(pack: &'a Pack, credential: Option<&'a Credential>) -> Result<Auth<'a>, Reply> {
-    Ok(match credential {
-        None => Auth::Anonymous,
-        Some(c @ Credential::ApiKey { .. }) => Auth::Key(c),
-        Some(Credential::OAuth1 {
-            token,
-            token_secret,
-            ..
-        }) => Auth::OAuth1 {
-            consumer: oauth1::consumer(pack)?,
-            token: Some((token.expose(), token_secret.expose())),
-        },
-        Some(Credential::OAuth2 { access_token, .. }) => Auth::Bearer(access_token.expose()),
-    })
 }
 
 /// The candidate closest to `word`, if it is close enough to be a typo.

@@ -18,13 +18,23 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use super::capitalized;
-use super::oauth2::{Caller, Issue, OAuth2State};
+use super::oauth2::{Caller, Issue, OAuth2Options, OAuth2Provider, OAuth2State};
 use super::refuse;
+
+impl OAuth2Provider {
+    /// The sandbox's GitHub: the OAuth 2.0 provider with this API under `/api`. Binds two
+    /// ports on 127.0.0.1 and serves, on the current tokio runtime, until
+    /// [`OAuth2Provider::shutdown`] or the runtime ends. Dropping the provider does not stop
+    /// it.
+    pub async fn start(options: OAuth2Options) -> anyhow::Result<Self> {
+        OAuth2Provider::serve(options, routes()).await
+    }
+}
 
 /// The scope GitHub wants for creating issues.
 const REPO_SCOPE: &str = "repo";
 
-pub(super) fn routes() -> Router<Arc<OAuth2State>> {
+fn routes() -> Router<Arc<OAuth2State>> {
     Router::new()
         .route("/user", get(user))
         .route(

@@ -1,7 +1,7 @@
 //! The sandbox's fake OAuth 2.0 provider, shaped like GitHub's, on 127.0.0.1: for tests of
 //! deputy's OAuth 2.0 client and for trying it offline with `deputy shell --sandbox`.
 //!
-//! [`OAuth2Provider::start`] serves one router twice, over plain http ([`OAuth2Provider::url`])
+//! [`OAuth2Provider::start`] (in `github.rs`) serves one router twice, over plain http ([`OAuth2Provider::url`])
 //! and over TLS with a throw-away self-signed certificate ([`OAuth2Provider::tls_url`],
 //! trusted through [`OAuth2Provider::ca_pem`]):
 //! - `POST /login/device/code`, `GET /login/device`: the device flow (RFC 8628), with
@@ -12,7 +12,9 @@
 //!   grants (RFC 6749), with refresh-token rotation and reuse detection;
 //! - `POST /login/oauth/revoke`: revocation (RFC 7009), refused unless over TLS, because a
 //!   real provider only offers it over https and the oauth2 crate insists on that;
-//! - `/api/...`: a GitHub-shaped API behind the access tokens (in `github.rs`).
+//! - `/api/...`: the resource server behind the access tokens, given to
+//!   `OAuth2Provider::serve` (the GitHub-shaped API of `github.rs`, which uses this file,
+//!   never the other way round).
 //!
 //! Every token and revocation request must authenticate the client ([`CLIENT_ID`],
 //! [`CLIENT_SECRET`]) with HTTP Basic or in the body. [`OAuth2State`] records every request
@@ -48,8 +50,7 @@ use sha2::{Digest as _, Sha256};
 use tokio::sync::Notify;
 
 use super::{
-    esc, fault_response, github, page, page_refusal, random_token, redirect, refuse, tls, Fault,
-    Rejected,
+    esc, fault_response, page, page_refusal, random_token, redirect, refuse, tls, Fault, Rejected,
 };
 
 pub const CLIENT_ID: &str = "sandbox-client-id";
@@ -104,9 +105,14 @@ pub struct OAuth2Provider {
 
 impl OAuth2Provider {
     /// Binds two ports on 127.0.0.1 and serves, on the current tokio runtime, until
-    /// [`OAuth2Provider::shutdown`] or the runtime ends. Dropping the provider does not stop
-    /// it.
-    pub async fn start(options: OAuth2Options) -> anyhow::Result<Self> {
+    /// [`OAuth2Provider::shutdown`] or the runtime ends, with `api` (the resource server
+    /// behind the tokens) under `/api`. Dropping the provider does not stop it.
+    /// [`OAuth2Provider::start`] (in `github.rs`) serves it with the GitHub-shaped API: the API
+    /// uses this provider, and this file does not know the API.
+    pub(super) async fn serve(
+        options: OAuth2Options,
+        api: Router<Arc<OAuth2State>>,
+    ) -> anyhow::Result<Self> {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
             .await
             .context("binding the OAuth 2.0 sandbox to 127.0.0.1")?;
@@ -125,7 +131,7 @@ impl OAuth2Provider {
             .route("/login/oauth/authorize", get(authorize))
             .route("/login/oauth/access_token", post(access_token))
             .route("/login/oauth/revoke", post(revoke))
-            .nest("/api", github::routes())
+            .nest("/api", api)
             .layer(middleware::from_fn_with_state(state.clone(), observe))
             .with_state(state.clone());
         // Outermost, so `observe` and the handlers can tell which listener a request came in on.
