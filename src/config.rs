@@ -92,6 +92,41 @@ pub struct DiscordConfig {
     /// A Discord-compatible REST base (a rate-limit proxy such as nirn-proxy, or a test
     /// server); unset: discord.com.
     pub proxy: Option<String>,
+    /// The shards this process runs, `"FIRST-LAST/TOTAL"` or `"ID/TOTAL"` (`"0-1/4"`: shards 0
+    /// and 1 of 4), so replicas split the gateway between them; unset: all of them
+    /// (Discord's recommended count).
+    pub shards: Option<String>,
+}
+
+impl DiscordConfig {
+    /// `shards` as (first, last, total), checked.
+    pub fn shard_range(&self) -> Result<Option<(u32, u32, u32)>, String> {
+        let Some(spec) = &self.shards else {
+            return Ok(None);
+        };
+        let bad = || {
+            format!("[discord] shards = {spec:?}: expected \"FIRST-LAST/TOTAL\" such as \"0-1/4\", or \"ID/TOTAL\"")
+        };
+        let (range, total) = spec.trim().split_once('/').ok_or_else(bad)?;
+        let total: u32 = total.trim().parse().map_err(|_| bad())?;
+        let (first, last) = match range.split_once('-') {
+            Some((a, b)) => (
+                a.trim().parse().map_err(|_| bad())?,
+                b.trim().parse().map_err(|_| bad())?,
+            ),
+            None => {
+                let id: u32 = range.trim().parse().map_err(|_| bad())?;
+                (id, id)
+            }
+        };
+        if total == 0 || first > last || last >= total {
+            return Err(format!(
+                "[discord] shards = {spec:?}: shards {first} to {last} are not within 0 to {}",
+                total.saturating_sub(1)
+            ));
+        }
+        Ok(Some((first, last, total)))
+    }
 }
 
 /// The Slack adapter (Socket Mode). Tokens come only from `SLACK_APP_TOKEN` (xapp-…) and
@@ -241,6 +276,12 @@ impl Config {
     }
 
     fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        if let Err(e) = self.discord.shard_range() {
+            return Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                message: e,
+            });
+        }
         let invalid = |message: String| ConfigError::Invalid {
             path: path.to_owned(),
             message,

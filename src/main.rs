@@ -548,7 +548,17 @@ async fn chat(
         .await
         .map_err(|e| failed("discord", &e))?;
         let shards = d.shard_manager();
-        let task = tokio::spawn(async move { d.client.start().await });
+        let range = config.discord.shard_range().map_err(|message| StartError {
+            code: exit::CONFIG,
+            message,
+        })?;
+        let task = tokio::spawn(async move {
+            match range {
+                // serenity reads the range's end as the last shard id, inclusive.
+                Some((first, last, total)) => d.client.start_shard_range(first..last, total).await,
+                None => d.client.start().await,
+            }
+        });
         discord = Some((shards, task));
     }
     let mut slack = None;

@@ -269,3 +269,32 @@ async fn run_refuses_to_start_without_the_token() {
     }
     assert_eq!(fake.state.identify_count(), 0);
 }
+
+#[tokio::test]
+async fn a_replica_runs_only_the_shards_it_is_given() {
+    let fake = FakeDiscord::start(BOT).await;
+    let deputy = discord_deputy("http://127.0.0.1:9", &fake, "shards = \"1/2\"\n");
+    let mut child = deputy.spawn(&["run"]);
+    fake.state.wait_identified(1).await;
+    let identify = fake.state.last_identify().unwrap();
+    assert_eq!(identify["shard"], serde_json::json!([1, 2]), "{identify}");
+    assert_eq!(
+        fake.state.identify_count(),
+        1,
+        "shard 0 is another replica's"
+    );
+    sigterm(&child);
+    assert!(child.wait().await.unwrap().success());
+
+    let bad = discord_deputy("http://127.0.0.1:9", &fake, "shards = \"2-3/2\"\n");
+    let run = Run(tokio::process::Command::from(bad.command(&["check"]))
+        .output()
+        .await
+        .unwrap());
+    assert_eq!(run.code(), Some(3), "{}", run.stderr());
+    assert!(
+        run.stderr().contains("shards 2 to 3 are not within 0 to 1"),
+        "{}",
+        run.stderr()
+    );
+}

@@ -13,15 +13,6 @@ async fn provider(options: OAuth2Options) -> OAuth2Provider {
     OAuth2Provider::start(options).await.unwrap()
 }
 
-/// The user code in a device-flow setupauth reply ("… enter the code WDJB-MJHT . …").
-fn user_code(reply: &str) -> String {
-    let after = reply
-        .split("enter the code ")
-        .nth(1)
-        .unwrap_or_else(|| panic!("no code in {reply:?}"));
-    after.split_whitespace().next().unwrap().to_string()
-}
-
 /// Device flow: setupauth, approve as `login`, wait for deputy's "Linked" line.
 async fn link_device(live: &mut Live, p: &OAuth2Provider, login: &str) {
     let reply = live.ask("gh setupauth").await;

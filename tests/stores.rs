@@ -133,21 +133,12 @@ async fn redis_pending_records_expire_natively() {
     assert!((90..=100).contains(&ttl), "Redis holds the expiry: {ttl}");
 }
 
-fn with_redis(deputy: &Deputy, url: &str) {
-    let config = std::fs::read_to_string(deputy.config()).unwrap();
-    std::fs::write(
-        deputy.config(),
-        config.replace("[brain]\n", &format!("[brain]\nurl = \"{url}\"\n")),
-    )
-    .unwrap();
-}
-
 #[tokio::test]
 async fn a_redis_brain_survives_restarts_and_losing_redis_mid_run() {
     let jenkins = FakeJenkins::start().await;
     let mut redis = RedisServer::start().await;
     let deputy = Deputy::new(&jenkins.url, "");
-    with_redis(&deputy, &redis.url());
+    deputy.use_redis(&redis.url());
     let run = deputy
         .shell(
             &["--user", "alice"],
@@ -203,10 +194,7 @@ async fn a_redis_brain_survives_restarts_and_losing_redis_mid_run() {
 async fn redis_unreachable_at_start_is_a_clear_error() {
     let deputy = Deputy::new("http://127.0.0.1:9", "");
     let port = free_port();
-    with_redis(
-        &deputy,
-        &format!("redis://:hunter2secret@127.0.0.1:{port}/0"),
-    );
+    deputy.use_redis(&format!("redis://:hunter2secret@127.0.0.1:{port}/0"));
     let run = deputy.shell(&[], &["jenkins whoami"]).await;
     assert_eq!(run.code(), Some(1), "{}", run.stderr());
     assert!(
@@ -265,7 +253,7 @@ async fn migrate_sled_to_redis_and_back_with_every_record_opening() {
         "copied 0 record(s), 300 already there, 0 failed"
     );
     // deputy on Redis serves the migrated users.
-    with_redis(&deputy, &redis.url());
+    deputy.use_redis(&redis.url());
     let run = deputy
         .shell(&[], &["/user u17", "jenkins whoami"])
         .await

@@ -328,6 +328,14 @@ async fn start_device(
         details.user_code().secret(),
         expires_in.as_secs().div_ceil(60)
     );
+    // This replica polls it: a replica restarting meanwhile must not resume it too.
+    if cx.brain.is_shared() {
+        let poll_lock = format!("poll/{}", flow_key(&conversation.owner(), &s.name));
+        cx.brain.unlock(&poll_lock).await?;
+        cx.brain
+            .try_lock(&poll_lock, expires_in.as_secs().max(1))
+            .await?;
+    }
     k.poll_device(cx, conversation.clone(), s.name.clone(), client, details);
     Ok(Ok(text))
 }
@@ -388,6 +396,12 @@ async fn poll_device(
     if let Err(e) = cx.brain.delete(&flow_key(&owner, &service)).await {
         tracing::warn!(error = %e, "could not drop a finished device flow");
     }
+    if cx.brain.is_shared() {
+        let _ = cx
+            .brain
+            .unlock(&format!("poll/{}", flow_key(&owner, &service)))
+            .await;
+    }
     cx.outbox
         .notify(&conversation.message(), Reply::private(text))
         .await;
@@ -423,6 +437,16 @@ async fn resume_polls(k: &OAuth2, cx: &AuthContext) -> anyhow::Result<usize> {
         };
         // Poll only for what is left of the code's life.
         let left = expires_at.saturating_sub(now_secs());
+        // With replicas on one brain, exactly one of them resumes each poll.
+        // (A single process owns every poll; its locks would only outlive a restart.)
+        if cx.brain.is_shared()
+            && !cx
+                .brain
+                .try_lock(&format!("poll/{key}"), left.max(1))
+                .await?
+        {
+            continue;
+        }
         details = serde_json::from_value(serde_json::json!({
             "device_code": details.device_code().secret(),
             "user_code": details.user_code().secret(),
@@ -713,6 +737,9 @@ async fn usable(
     }
 }
 
+/// How long one replica may hold a credential's refresh lock.
+const REFRESH_LOCK_SECS: u64 = 30;
+
 /// Refreshes `stale`, one refresh at a time per credential: whoever waited on the lock finds
 /// the new token already stored and uses it, so a rotated refresh token is never reused.
 async fn refresh(
@@ -726,11 +753,56 @@ async fn refresh(
     let key = KeyPath::credential(&msg.owner(), &s.name);
     let lock = k.refresh_lock(&key);
     let _held = lock.lock().await;
-    let current: Option<Credential> = cx.brain.get(&key).await?;
     let access = |c: &Credential| match c {
         Credential::OAuth2 { access_token, .. } => Some(access_token.expose().to_string()),
         _ => None,
     };
+    // Replicas sharing the brain take turns too: whoever holds the brain's lock refreshes,
+    // the others wait for the token it stores (a rotated refresh token works only once).
+    let shared = format!("refresh/{key}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(REFRESH_LOCK_SECS);
+    // (One process alone has the in-process lock above; a brain lock would only outlive a
+    // crash.)
+    let replicas = cx.brain.is_shared();
+    while replicas && !cx.brain.try_lock(&shared, REFRESH_LOCK_SECS).await? {
+        if let Some(c) = cx.brain.get::<Credential>(&key).await? {
+            if access(&c) != access(stale) {
+                return Ok(Ok(c));
+            }
+        }
+        if std::time::Instant::now() > deadline {
+            return Ok(Err(Reply::new(format!(
+                "I couldn't renew your {} sign-in: another of my replicas is renewing it. \
+                 Try again in a moment.",
+                s.name
+            ))));
+        }
+        // Another process holds it: no event crosses processes, so look again shortly.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let result = refresh_locked(k, cx, msg, pack, stale, &key, access).await;
+    if !replicas {
+        return result;
+    }
+    if let Err(e) = cx.brain.unlock(&shared).await {
+        tracing::warn!(error = %format!("{e:#}"), "could not release a refresh lock; it expires by itself");
+    }
+    result
+}
+
+/// The refresh itself, under both locks.
+async fn refresh_locked(
+    k: &OAuth2,
+    cx: &AuthContext,
+    msg: &Message,
+    pack: &Pack,
+    stale: &Credential,
+    key: &KeyPath,
+    access: impl Fn(&Credential) -> Option<String>,
+) -> Step<Credential> {
+    let s = &pack.service;
+    let key = key.clone();
+    let current: Option<Credential> = cx.brain.get(&key).await?;
     let current = match current {
         Some(c) if access(&c) != access(stale) => return Ok(Ok(c)),
         Some(c) => c,

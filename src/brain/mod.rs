@@ -58,6 +58,8 @@ pub trait Store: Send + Sync + 'static {
         value: Vec<u8>,
         expires_at: u64,
     ) -> anyhow::Result<bool>;
+    /// Drops a `put_if_absent` marker (a lock released early).
+    async fn remove_marker(&self, key: &[u8]) -> anyhow::Result<()>;
 }
 
 /// Counters and locks share the embedded stores' key space under a first byte no key path
@@ -383,6 +385,43 @@ impl Brain {
             .into_iter()
             .filter_map(|k| String::from_utf8(k).ok().map(KeyPath))
             .collect())
+    }
+
+    /// Takes a lock shared by every process on this brain (several replicas on one Redis),
+    /// held until [`Brain::unlock`] or `ttl_secs`, whichever comes first. False when someone
+    /// else holds it.
+    pub async fn try_lock(&self, name: &str, ttl_secs: u64) -> anyhow::Result<bool> {
+        self.store
+            .put_if_absent(
+                format!("lock/{name}").as_bytes(),
+                b"1".to_vec(),
+                now_unix() + ttl_secs,
+            )
+            .await
+    }
+
+    pub async fn unlock(&self, name: &str) -> anyhow::Result<()> {
+        self.store
+            .remove_marker(format!("lock/{name}").as_bytes())
+            .await
+    }
+
+    /// Whether other processes may share this brain (Redis): only then do replicas need to
+    /// agree on who handles an event.
+    pub fn is_shared(&self) -> bool {
+        self.redis.is_some()
+    }
+
+    /// True the first time `id` is seen by any process on this brain within `ttl_secs`: for
+    /// chat events a platform may deliver to several replicas, or twice.
+    pub async fn first_sighting(&self, id: &str, ttl_secs: u64) -> anyhow::Result<bool> {
+        self.store
+            .put_if_absent(
+                format!("seen/{id}").as_bytes(),
+                b"1".to_vec(),
+                now_unix() + ttl_secs,
+            )
+            .await
     }
 
     /// The raw store, for administration (export, import, verify) that works on sealed bytes.

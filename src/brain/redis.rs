@@ -242,4 +242,11 @@ impl Store for RedisStore {
             .map_err(|e| self.down(e))?;
         Ok(set.is_some())
     }
+
+    async fn remove_marker(&self, key: &[u8]) -> anyhow::Result<()> {
+        let mut c = self.conn.clone();
+        c.del::<_, ()>(self.counter(key))
+            .await
+            .map_err(|e| self.down(e))
+    }
 }

@@ -218,4 +218,11 @@ impl Store for SledStore {
     ) -> anyhow::Result<bool> {
         self.writer.put_if_absent(key, value, expires_at).await
     }
+
+    async fn remove_marker(&self, key: &[u8]) -> anyhow::Result<()> {
+        self.writer
+            .write(super::private_key(key), None)
+            .await
+            .map(|_| ())
+    }
 }

@@ -19,6 +19,9 @@ const SEEN_EVENTS: usize = 2048;
 
 /// What the event callback needs (slack-morphism callbacks are plain functions, so this
 /// travels in its user-state map).
+/// How long an event id is remembered across replicas (Slack retries within minutes).
+const SEEN_EVENT_SECS: u64 = 3600;
+
 struct Shared<H: Send + Sync + Clone + Connect + 'static> {
     adapter: Arc<SlackAdapter<H>>,
     runner: Arc<Runner>,
@@ -100,6 +103,27 @@ async fn on_push_event<H: Send + Sync + Clone + Connect + 'static>(
             if let Some(old) = seen.1.pop_front() {
                 seen.0.remove(&old);
             }
+        }
+    }
+    // Slack may deliver an event to any open connection, so replicas sharing a brain agree
+    // there which of them takes it. A brain that cannot be reached does not drop events.
+    let id = event.event_id.to_string();
+    let brain = &shared.runner.dispatcher().brain;
+    let first = if brain.is_shared() {
+        brain
+            .first_sighting(&format!("slack-event/{id}"), SEEN_EVENT_SECS)
+            .await
+    } else {
+        Ok(true)
+    };
+    match first {
+        Ok(false) => {
+            tracing::debug!(event_id = %id, "another replica took this Slack event");
+            return Ok(());
+        }
+        Ok(true) => {}
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "could not check a Slack event against the brain")
         }
     }
     let team = event.team_id.to_string();

@@ -245,6 +245,17 @@ impl Deputy {
         d
     }
 
+    /// Puts the brain on a Redis server instead of sled.
+    pub fn use_redis(&self, url: &str) {
+        let config = std::fs::read_to_string(self.config()).unwrap();
+        assert!(config.contains("[brain]\n"));
+        std::fs::write(
+            self.config(),
+            config.replace("[brain]\n", &format!("[brain]\nurl = \"{url}\"\n")),
+        )
+        .unwrap();
+    }
+
     /// Points the config at another packs folder.
     pub fn use_packs(&self, dir: &Path) {
         let config = std::fs::read_to_string(self.config()).unwrap();
@@ -482,6 +493,15 @@ impl Live {
         assert!(self.child.wait().await.unwrap().success());
         rest
     }
+}
+
+/// The user code in a device-flow setupauth reply ("… enter the code WDJB-MJHT . …").
+pub fn user_code(reply: &str) -> String {
+    let after = reply
+        .split("enter the code ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no code in {reply:?}"));
+    after.split_whitespace().next().unwrap().to_string()
 }
 
 /// The sign-in link in a setupauth reply.

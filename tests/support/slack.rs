@@ -135,6 +135,8 @@ struct Inner {
     tickets: Vec<String>,
     /// Open sockets that have had their hello, oldest first; events go to the newest.
     sockets: Vec<(u64, mpsc::UnboundedSender<String>)>,
+    /// Events go to this socket instead, while set.
+    target: Option<usize>,
     pings: usize,
     /// Frames from the client that were not acks.
     bad_frames: Vec<String>,
@@ -194,6 +196,27 @@ impl SlackState {
             (!i.sockets.is_empty()).then_some(())
         })
         .await
+    }
+
+    /// Resolves once `n` Socket Mode connections are open (several replicas).
+    pub async fn wait_connections(&self, n: usize) {
+        self.wait_for(&format!("{n} Socket Mode connections"), |i| {
+            (i.sockets.len() >= n).then_some(())
+        })
+        .await
+    }
+
+    /// Sends the same `app_mention` event to every open connection, each in an envelope of
+    /// its own, as Slack may when several connections are open; returns the envelope ids.
+    pub async fn send_mention_to_all(&self, m: Mention) -> Vec<String> {
+        let n = self.inner.lock().unwrap().sockets.len();
+        let mut ids = Vec::new();
+        for socket in 0..n {
+            self.update(|i| i.target = Some(socket));
+            ids.push(self.send_mention(m.clone()).await);
+        }
+        self.update(|i| i.target = None);
+        ids
     }
 
     /// Sends an `events_api` envelope with an `app_mention`; returns its envelope id.
@@ -277,7 +300,10 @@ impl SlackState {
                 "retry_attempt": retry_attempt,
                 "retry_reason": retry_reason,
             });
-            let (_, socket) = i.sockets.last().expect("connected above");
+            let (_, socket) = match i.target {
+                Some(t) => &i.sockets[t],
+                None => i.sockets.last().expect("connected above"),
+            };
             // A closed socket is noticed by its task, which removes it; the envelope is
             // lost as it would be on a dropped connection.
             let _ = socket.send(envelope.to_string());

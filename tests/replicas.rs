@@ -1,0 +1,178 @@
+//! Several deputy processes on one real Redis brain: a sign-in started on one replica
+//! finishes on another, a due token is refreshed once however many replicas need it, and a
+//! Slack event delivered to every replica is answered once.
+
+mod support;
+
+use std::time::Duration;
+
+use deputy::sandbox::oauth2::{OAuth2Options, OAuth2Provider};
+use deputy::sandbox::Provider;
+use support::slack::{FakeSlack, Mention};
+use support::*;
+
+#[tokio::test]
+async fn a_pin_flow_started_on_one_replica_finishes_on_another() {
+    let redis = RedisServer::start().await;
+    let x = Provider::start().await.unwrap();
+    let (a, b) = (Deputy::twitter(&x.url, ""), Deputy::twitter(&x.url, ""));
+    a.use_redis(&redis.url());
+    b.use_redis(&redis.url());
+    let mut on_a = Live::start(&a, &["shell", "--user", "alice"]);
+    let mut on_b = Live::start(&b, &["shell", "--user", "alice"]);
+    let reply = on_a.ask("t setupauth").await;
+    let pin = approve_and_read_pin(&link_in(&reply), "alice").await;
+    assert_eq!(
+        on_b.ask(&format!("t auth {pin}")).await,
+        "Linked to @alice on twitter. Commands now run as you; `t logout` unlinks."
+    );
+    assert_eq!(on_a.ask("t whoami").await, "You are Alice (@alice) on X.");
+    // The flow is gone on both: the PIN cannot be used twice.
+    assert!(on_a
+        .ask(&format!("t auth {pin}"))
+        .await
+        .contains("no twitter sign-in waiting"));
+    on_a.finish().await;
+    on_b.finish().await;
+}
+
+#[tokio::test]
+async fn a_dead_token_is_refreshed_once_across_replicas() {
+    let redis = RedisServer::start().await;
+    let p = OAuth2Provider::start(OAuth2Options::default())
+        .await
+        .unwrap();
+    let (a, b) = (Deputy::github(&p, None, ""), Deputy::github(&p, None, ""));
+    a.use_redis(&redis.url());
+    b.use_redis(&redis.url());
+    let mut on_a = Live::start(&a, &["shell", "--user", "alice"]);
+    let reply = on_a.ask("gh setupauth").await;
+    assert!(p.state.approve_device(&user_code(&reply), "alice"));
+    assert!(on_a.line().await.starts_with("Linked your github account"));
+    let mut on_b = Live::start(&b, &["shell", "--user", "alice"]);
+    assert_eq!(
+        on_b.ask("gh whoami").await,
+        "You are Alice (@alice) on GitHub."
+    );
+    // The provider kills the access token: both replicas are refused with it at once, and
+    // both need a fresh one.
+    p.state.expire_access_tokens_of("alice");
+    on_a.send("gh whoami").await;
+    on_b.send("gh whoami").await;
+    assert_eq!(on_a.line().await, "You are Alice (@alice) on GitHub.");
+    assert_eq!(on_b.line().await, "You are Alice (@alice) on GitHub.");
+    assert_eq!(p.state.refreshes(), 1, "one refresh for both replicas");
+    assert_eq!(
+        p.state.grants_revoked_for_reuse(),
+        0,
+        "a rotated refresh token was reused"
+    );
+    // The rotated refresh token reached the shared brain: the next refresh works too.
+    p.state.expire_access_tokens_of("alice");
+    assert_eq!(
+        on_b.ask("gh whoami").await,
+        "You are Alice (@alice) on GitHub."
+    );
+    assert_eq!(p.state.refreshes(), 2);
+    on_a.finish().await;
+    on_b.finish().await;
+}
+
+fn mention_help(ts: &str, event_id: &str) -> Mention {
+    Mention {
+        team: "T1".into(),
+        channel: "C0GENERAL".into(),
+        user: "U1".into(),
+        text: format!("<@{}> help", support::slack::BOT_USER),
+        ts: ts.into(),
+        event_id: event_id.into(),
+        thread_ts: None,
+    }
+}
+
+fn slack_replica(fake: &FakeSlack, redis: &str) -> Deputy {
+    let d = Deputy::new(
+        "http://127.0.0.1:9",
+        &format!(
+            "\n[slack]\nenabled = true\napi_url = \"{}/\"\nconnections = 1\n",
+            fake.api_url
+        ),
+    );
+    let mut d = d;
+    d.env
+        .push(("SLACK_APP_TOKEN".into(), support::slack::APP_TOKEN.into()));
+    d.env
+        .push(("SLACK_BOT_TOKEN".into(), support::slack::BOT_TOKEN.into()));
+    // The replica that leaves an event to another says so at debug level: the test waits
+    // for that line rather than for time to pass.
+    d.env.push(("RUST_LOG".into(), "info,deputy=debug".into()));
+    d.use_redis(redis);
+    d
+}
+
+#[tokio::test]
+async fn a_slack_event_delivered_to_every_replica_is_answered_once() {
+    let redis = RedisServer::start().await;
+    let fake = FakeSlack::start().await;
+    let (a, b) = (
+        slack_replica(&fake, &redis.url()),
+        slack_replica(&fake, &redis.url()),
+    );
+    let mut ca = a.spawn(&["run"]);
+    fake.state.wait_connections(1).await;
+    let mut cb = b.spawn(&["run"]);
+    fake.state.wait_connections(2).await;
+    let (left_tx, mut left) = tokio::sync::mpsc::unbounded_channel::<()>();
+    for child in [&mut ca, &mut cb] {
+        use tokio::io::AsyncBufReadExt;
+        let mut err = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let tx = left_tx.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = err.next_line().await {
+                if line.contains("another replica took this Slack event") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+    }
+    let envelopes = fake
+        .state
+        .send_mention_to_all(mention_help("100.1", "EvShared"))
+        .await;
+    assert_eq!(envelopes.len(), 2);
+    for e in &envelopes {
+        assert!(
+            fake.state.wait_acked(e).await < Duration::from_secs(3),
+            "both replicas ack"
+        );
+    }
+    // One replica leaves the event to the other, which answers it.
+    tokio::time::timeout(Duration::from_secs(20), left.recv())
+        .await
+        .expect("one replica left the event to the other");
+    let posted = fake.state.wait_posted(1).await;
+    assert_eq!(posted[0].thread_ts.as_deref(), Some("100.1"));
+    assert!(
+        posted[0].text.contains("I run commands"),
+        "{}",
+        posted[0].text
+    );
+    // The replica that left it posts nothing more; the other answers a new event normally.
+    let later = fake
+        .state
+        .send_mention_to_all(mention_help("101.1", "EvLater"))
+        .await;
+    for e in &later {
+        fake.state.wait_acked(e).await;
+    }
+    tokio::time::timeout(Duration::from_secs(20), left.recv())
+        .await
+        .expect("again one replica left it");
+    let posted = fake.state.wait_posted(2).await;
+    let threads: Vec<Option<&str>> = posted.iter().map(|p| p.thread_ts.as_deref()).collect();
+    assert_eq!(
+        threads,
+        [Some("100.1"), Some("101.1")],
+        "each event answered once"
+    );
+}
