@@ -22,6 +22,15 @@ async fn a_pin_flow_started_on_one_replica_finishes_on_another() {
     let mut on_b = Live::start(&b, &["shell", "--user", "alice"]);
     let reply = on_a.ask("t setupauth").await;
     let pin = approve_and_read_pin(&link_in(&reply), "alice").await;
+    // The pending flow carries Redis's own expiry.
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let ttl: i64 = redis::cmd("TTL")
+        .arg("deputy:r:flow/shell/local/alice/twitter")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert!(ttl > 0, "the flow expires in Redis: TTL {ttl}");
     assert_eq!(
         on_b.ask(&format!("t auth {pin}")).await,
         "Linked to @alice on twitter. Commands now run as you; `t logout` unlinks."

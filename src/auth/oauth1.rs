@@ -150,9 +150,15 @@ async fn start(cx: &AuthContext, msg: &Message, pack: &Pack) -> Step<String> {
         attempts: 0,
         conversation: Conversation::of(msg),
     };
-    cx.brain.put(&flow_key(&owner, &s.name), &flow).await?;
     cx.brain
-        .put(&token_key(&s.name, &token), &flow.conversation)
+        .put_expiring(&flow_key(&owner, &s.name), &flow, flow.expires_at)
+        .await?;
+    cx.brain
+        .put_expiring(
+            &token_key(&s.name, &token),
+            &flow.conversation,
+            flow.expires_at,
+        )
         .await?;
     let mut link = reqwest::Url::parse(&authorize_url)
         .map_err(|e| anyhow::anyhow!("{}: authorize URL: {e}", s.name))?;
@@ -220,7 +226,7 @@ struct Finished {
 async fn finish(
     cx: &AuthContext,
     pack: &Pack,
-    mut flow: PendingFlow,
+    flow: PendingFlow,
     verifier: &str,
 ) -> Result<Finished, Internal> {
     let s = &pack.service;
@@ -258,7 +264,10 @@ async fn finish(
     {
         Ok(r) => r.body,
         Err(CallError::Rejected(_)) => {
-            let left = match pending::wrong_answer(&mut flow.attempts, cx.config.max_attempts) {
+            let key = flow_key(&owner, &s.name);
+            let counted =
+                pending::count_wrong(&cx.brain, &key, flow.expires_at, cx.config.max_attempts);
+            let left = match counted.await? {
                 Wrong::LockedOut => {
                     forget(cx, &owner, &s.name, &flow.request_token).await?;
                     return Ok(fail(format!(
@@ -267,7 +276,6 @@ async fn finish(
                 }
                 Wrong::Left(left) => left,
             };
-            cx.brain.put(&flow_key(&owner, &s.name), &flow).await?;
             return Ok(fail(format!(
                 "{} did not accept that PIN. Check it and try `{p} auth <PIN>` again ({}).",
                 s.name,

@@ -320,7 +320,10 @@ async fn start_device(
         conversation: conversation.clone(),
         details: serde_json::to_value(&details)?,
     };
-    cx.brain.put(&flow_key(&owner, &s.name), &flow).await?;
+    let until = pending::expiry(expires_in.as_secs());
+    cx.brain
+        .put_expiring(&flow_key(&owner, &s.name), &flow, until)
+        .await?;
     let text = format!(
         "To link your {} account, open {} and enter the code {} . I'll tell you here when it's done; the code works for {} minute(s).",
         s.name,
@@ -488,22 +491,24 @@ async fn start_browser(cx: &AuthContext, conversation: &Conversation, pack: &Pac
         cx.brain.delete(&state_key(&s.name, &old)).await?;
     }
     cx.brain
-        .put(
+        .put_expiring(
             &state_key(&s.name, state.secret()),
             &StateRecord {
                 conversation: conversation.clone(),
                 pkce_verifier: Secret::new(verifier.secret().clone()),
                 expires_at,
             },
+            expires_at,
         )
         .await?;
     cx.brain
-        .put(
+        .put_expiring(
             &flow_key(&owner, &s.name),
             &PendingFlow::Browser {
                 state: state.secret().clone(),
                 expires_at,
             },
+            expires_at,
         )
         .await?;
     Ok(Ok(format!(
@@ -591,7 +596,9 @@ async fn callback(
         attempts: 0,
         expires_at: pending::expiry(cx.config.flow_ttl_secs),
     };
-    cx.brain.put(&magic_key(&owner, service), &pending).await?;
+    cx.brain
+        .put_expiring(&magic_key(&owner, service), &pending, pending.expires_at)
+        .await?;
     cx.outbox.notify(
         &to,
         Reply::private(format!(
@@ -630,7 +637,7 @@ async fn auth(cx: &AuthContext, msg: &Message, pack: &Pack, args: &[String]) -> 
     };
     let owner = msg.owner();
     let key = magic_key(&owner, &s.name);
-    let Some(mut pending) = cx.brain.get::<MagicPending>(&key).await? else {
+    let Some(pending) = cx.brain.get::<MagicPending>(&key).await? else {
         return reply(format!(
             "You have no {} sign-in waiting for a code. Start one with `{p} setupauth`.",
             s.name
@@ -643,7 +650,9 @@ async fn auth(cx: &AuthContext, msg: &Message, pack: &Pack, args: &[String]) -> 
         ));
     }
     if !constant_time_eq(code.as_bytes(), pending.code.expose().as_bytes()) {
-        let left = match pending::wrong_answer(&mut pending.attempts, cx.config.max_attempts) {
+        let counted =
+            pending::count_wrong(&cx.brain, &key, pending.expires_at, cx.config.max_attempts);
+        let left = match counted.await? {
             Wrong::LockedOut => {
                 cx.brain.delete(&key).await?;
                 return reply(format!(
@@ -652,7 +661,6 @@ async fn auth(cx: &AuthContext, msg: &Message, pack: &Pack, args: &[String]) -> 
             }
             Wrong::Left(left) => left,
         };
-        cx.brain.put(&key, &pending).await?;
         return reply(format!(
             "That code is wrong. Check the sign-in page and try `{p} auth <code>` again ({}).",
             pending::tries_left(left)

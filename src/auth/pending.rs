@@ -2,7 +2,7 @@
 //! when it expires, and the one lockout that counts wrong answers (OAuth 1.0a PINs, OAuth 2.0
 //! magic codes) alike.
 
-use crate::brain::{KeyPath, Owner};
+use crate::brain::{Brain, KeyPath, Owner};
 
 use super::credential::now_secs;
 
@@ -41,6 +41,24 @@ pub fn wrong_answer(attempts: &mut u32, max_attempts: u32) -> Wrong {
     } else {
         Wrong::Left(max_attempts - *attempts)
     }
+}
+
+/// Counts a wrong answer to the flow at `flow` (the one expiring at `expires_at`) with the
+/// brain's atomic counter, so two conversations, or two replicas, answering at once cannot
+/// both be given the last try. The count expires with the flow; a new flow counts afresh.
+pub async fn count_wrong(
+    brain: &Brain,
+    flow: &KeyPath,
+    expires_at: u64,
+    max_attempts: u32,
+) -> anyhow::Result<Wrong> {
+    let counter = format!("attempts/{flow}/{expires_at}");
+    let n = brain
+        .store()
+        .increment(counter.as_bytes(), expires_at.max(now_secs() + 1))
+        .await?;
+    let mut attempts = u32::try_from(n.saturating_sub(1)).unwrap_or(u32::MAX);
+    Ok(wrong_answer(&mut attempts, max_attempts))
 }
 
 /// `3 tries left`, `1 try left`.

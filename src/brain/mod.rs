@@ -321,6 +321,21 @@ impl Brain {
         self.store.put(key.as_bytes(), sealed).await
     }
 
+    /// [`Brain::put`] for a record that means nothing after `expires_at` (a pending sign-in):
+    /// a store with native expiry (Redis) drops it then; readers check expiry regardless.
+    pub async fn put_expiring<T: Serialize>(
+        &self,
+        key: &KeyPath,
+        value: &T,
+        expires_at: u64,
+    ) -> anyhow::Result<()> {
+        let plain = Zeroizing::new(serde_json::to_vec(value)?);
+        let sealed = self.sealer.seal(key.as_bytes(), &plain);
+        self.store
+            .put_expiring(key.as_bytes(), sealed, expires_at)
+            .await
+    }
+
     /// Opens the record at `key`. A record that does not open is an error, never `None`.
     pub async fn get<T: DeserializeOwned>(&self, key: &KeyPath) -> anyhow::Result<Option<T>> {
         let Some(sealed) = self.store.get(key.as_bytes()).await? else {
