@@ -24,7 +24,7 @@
 //! | a service     | `commands/<service>.toml` ([`pack::format`]) | nothing: every pack in the folder loads |
 //! | an auth kind  | `src/auth/<kind>.rs`: an [`auth::AuthScheme`] | [`auth::Kinds::new`] (one line), its `auth = { kind = ... }` in [`pack::format::AuthKind`] |
 //! | an adapter    | `src/chat/<platform>.rs`: a [`message::Adapter`] feeding a [`chat::Runner`] | `src/main.rs` (start it), `[<platform>]` in [`config`] |
-//! | a store       | `src/brain/<store>.rs`: a [`brain::Store`] | [`brain::Brain::new`] in [`app`] |
+//! | a store       | `src/brain/<store>.rs`: a [`brain::Store`] (see `sled.rs`, `redis.rs`; `tests/stores.rs` is the behaviour suite it must pass) | [`app::open_configured_brain`] |
 //!
 //! An auth kind uses only what [`auth::AuthContext`] gives it and the shared pieces beside it
 //! ([`auth::pending`], [`auth::conversation`], [`auth::replies`], [`auth::credential`]), never
