@@ -185,3 +185,48 @@ async fn a_slack_event_delivered_to_every_replica_is_answered_once() {
         "each event answered once"
     );
 }
+
+#[tokio::test]
+async fn an_oauth_callback_landing_on_another_replica_links_the_user() {
+    let redis = RedisServer::start().await;
+    let x = Provider::start().await.unwrap();
+    let (port_a, port_b) = (free_port(), free_port());
+    // The load balancer in front of both sends this callback to B.
+    let web = |listen: u16| {
+        format!(
+            "[web]\nlisten = \"127.0.0.1:{listen}\"\npublic_url = \"http://127.0.0.1:{port_b}\""
+        )
+    };
+    let (a, b) = (
+        Deputy::twitter(&x.url, &web(port_a)),
+        Deputy::twitter(&x.url, &web(port_b)),
+    );
+    a.use_redis(&redis.url());
+    b.use_redis(&redis.url());
+    let mut on_a = Live::start(&a, &["shell", "--user", "alice"]);
+    let mut on_b = Live::start(&b, &["shell", "--user", "bob"]);
+    // A one-line answer: B is up and its output is drained.
+    assert!(on_b.ask("jenkins bild").await.contains("build"), "B is up");
+    let reply = on_a.ask("t setupauth").await;
+    assert!(
+        reply.contains("I'll tell you here when it worked"),
+        "{reply}"
+    );
+    let page = reqwest::get(format!("{}&screen_name=alice", link_in(&reply)))
+        .await
+        .unwrap();
+    assert_eq!(page.url().port(), Some(port_b), "the callback landed on B");
+    assert!(page
+        .text()
+        .await
+        .unwrap()
+        .contains("Linked to @alice on twitter."));
+    // B finished the flow A started, and told the user through its own adapter.
+    assert!(on_b
+        .line()
+        .await
+        .starts_with("Linked to @alice on twitter."));
+    assert_eq!(on_a.ask("t whoami").await, "You are Alice (@alice) on X.");
+    on_a.finish().await;
+    on_b.finish().await;
+}
