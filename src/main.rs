@@ -59,10 +59,24 @@ enum Command {
     Check,
     /// Print a new random secret for DEPUTY_SECRET.
     Keygen,
+    /// List every command pack and where it comes from (built in, or the packs folder).
+    Packs {
+        #[command(subcommand)]
+        command: Option<PacksCommand>,
+    },
     /// Brain administration.
     Brain {
         #[command(subcommand)]
         command: BrainCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PacksCommand {
+    /// Write a commented skeleton pack, NAME.toml, into the packs folder (created if need be).
+    New {
+        /// The service's name, also its chat prefix: lowercase letters, digits, `-`.
+        name: String,
     },
 }
 
@@ -164,6 +178,25 @@ async fn run(cli: Cli) -> Result<(), StartError> {
             Ok(())
         }
         Command::Check => check(&config),
+        Command::Packs { command: None } => {
+            let (packs, _) = app::load_packs(&config)?;
+            for p in &packs {
+                let from = if deputy::pack::builtin::is_built_in(&p.file) {
+                    "built in".to_string()
+                } else {
+                    p.file.display().to_string()
+                };
+                println!(
+                    "{:<10} {:<22} {from}",
+                    p.service.name,
+                    p.service.prefixes.join(", ")
+                );
+            }
+            Ok(())
+        }
+        Command::Packs {
+            command: Some(PacksCommand::New { name }),
+        } => new_pack(&config, &name),
         Command::Shell {
             user,
             public,
@@ -647,6 +680,55 @@ async fn serve(
         let _ = web.await;
     }
     result
+}
+
+/// `packs new NAME`: a skeleton that `deputy check` accepts as it is.
+fn new_pack(config: &deputy::config::Config, name: &str) -> Result<(), StartError> {
+    let valid = !name.is_empty()
+        && name.len() <= 32
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !valid {
+        return Err(StartError {
+            code: exit::USAGE,
+            message: format!(
+                "{name:?} is not a pack name: use lowercase letters, digits and '-', starting \
+                 with a letter (at most 32)"
+            ),
+        });
+    }
+    let dir = config.packs_dir();
+    let file = dir.join(format!("{name}.toml"));
+    let failed = |e: std::io::Error| StartError {
+        code: exit::RUNTIME,
+        message: format!("cannot write {}: {e}", file.display()),
+    };
+    std::fs::create_dir_all(&dir).map_err(failed)?;
+    // create_new: an existing pack is never overwritten.
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&file)
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                StartError {
+                    code: exit::USAGE,
+                    message: format!("{} exists already; nothing was written", file.display()),
+                }
+            } else {
+                failed(e)
+            }
+        })?;
+    f.write_all(deputy::pack::builtin::skeleton(name).as_bytes())
+        .map_err(failed)?;
+    println!(
+        "wrote {}: edit it, then `deputy check` validates it",
+        file.display()
+    );
+    Ok(())
 }
 
 fn check(config: &deputy::config::Config) -> Result<(), StartError> {

@@ -5,14 +5,16 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::builtin;
 use super::model::Pack;
 use super::render::Templates;
 use super::validate::{load_one, PackError};
 use crate::config::{check_base_url, Config};
 
-/// Loads every `*.toml` in the operator's packs folder, applies the operator's overrides, and
-/// compiles the templates. Disabled packs are still validated (a typo should not wait until
-/// the day the pack is switched on).
+/// Loads the built-in packs and every `*.toml` in the operator's packs folder (a folder pack
+/// replaces the built-in one of the same service name; a missing folder means built-ins
+/// only), applies the operator's overrides, and compiles the templates. Disabled packs are
+/// still validated (a typo should not wait until the day the pack is switched on).
 pub fn load_all(config: &Config) -> Result<(Vec<Pack>, Templates), Vec<PackError>> {
     let dir = config.packs_dir();
     let mut files: Vec<PathBuf> = match std::fs::read_dir(&dir) {
@@ -20,6 +22,10 @@ pub fn load_all(config: &Config) -> Result<(Vec<Pack>, Templates), Vec<PackError
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|e| e == "toml"))
             .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            tracing::info!(folder = %dir.display(), "no packs folder: using the built-in packs");
+            Vec::new()
+        }
         Err(e) => {
             return Err(vec![PackError {
                 file: dir,
@@ -45,6 +51,26 @@ pub fn load_all(config: &Config) -> Result<(Vec<Pack>, Templates), Vec<PackError
             }),
         }
     }
+    for (name, text) in builtin::PACKS {
+        let file = builtin::path(name);
+        // Parsed aside first: an overridden built-in adds no templates.
+        let pack = match load_one(&file, text, &mut Templates::new()) {
+            Ok(p) => p,
+            Err(e) => {
+                errors.push(e);
+                continue;
+            }
+        };
+        if let Some(mine) = packs.iter().find(|p| p.service.name == pack.service.name) {
+            tracing::info!(pack = %pack.service.name, file = %mine.file.display(), "the packs folder replaces a built-in pack");
+            continue;
+        }
+        match load_one(&file, text, &mut templates) {
+            Ok(p) => packs.push(p),
+            Err(e) => errors.push(e),
+        }
+    }
+    packs.sort_by(|a, b| a.service.name.cmp(&b.service.name));
     apply_overrides(config, &mut packs, &mut errors);
     check_clashes(&packs, &mut errors);
     if errors.is_empty() {

@@ -2,11 +2,13 @@
 //!
 //! - [`format`](mod@format): the TOML a pack author writes (the author's reference);
 //! - [`validate`]: one file to a [`Pack`], every mistake named with file and line;
-//! - [`load`]: the operator's packs folder, their overrides, clashes between packs;
+//! - [`load`]: the built-in packs and the operator's folder, their overrides, clashes;
+//! - [`builtin`]: the packs compiled into the binary;
 //! - [`model`]: the loaded pack the dispatcher works with; [`args`]: argument specs;
 //! - [`render`]: the templates (minijinja).
 
 pub mod args;
+pub mod builtin;
 pub mod format;
 pub mod load;
 pub mod model;

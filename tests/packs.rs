@@ -1,0 +1,127 @@
+//! Packs built into the binary: an installed deputy works from any folder, a packs folder
+//! adds to and replaces them, and `deputy packs new` writes a skeleton `check` accepts.
+
+mod support;
+
+use std::process::Command;
+
+use support::*;
+
+/// deputy in `dir` with no config file and no packs folder of its own.
+fn bare(dir: &std::path::Path, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_deputy"));
+    c.args(args)
+        .current_dir(dir)
+        .env_remove("DEPUTY_SECRET")
+        .env_remove("DEPUTY_SECRET_PREVIOUS")
+        .env("RUST_LOG", "info");
+    c
+}
+
+fn run(mut c: Command, input: &str) -> Run {
+    use std::io::Write;
+    let mut child = c
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    Run(child.wait_with_output().unwrap())
+}
+
+#[test]
+fn the_shipped_packs_work_from_any_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let listed = run(bare(dir.path(), &["packs"]), "").ok().stdout();
+    for name in ["github", "gitlab", "jenkins", "twitter"] {
+        let line = listed
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name} missing: {listed}"));
+        assert!(line.ends_with("built in"), "{line}");
+    }
+    let out = run(
+        bare(dir.path(), &["shell", "--sandbox", "--user", "alice"]),
+        "jenkins setkey alice:sandbox-token\njenkins last deploy\n",
+    )
+    .ok()
+    .stdout();
+    assert!(out.contains("Stored your jenkins key"), "{out}");
+    assert!(out.contains("deploy #"), "{out}");
+}
+
+#[test]
+fn a_packs_folder_adds_packs_and_replaces_a_built_in_one_saying_so() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("commands")).unwrap();
+    let jenkins = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/commands/jenkins.toml"
+    ))
+    .unwrap()
+    .replace(
+        "Build and inspect Jenkins jobs as yourself",
+        "Our own Jenkins",
+    );
+    std::fs::write(dir.path().join("commands/jenkins.toml"), jenkins).unwrap();
+    let listed = run(bare(dir.path(), &["packs"]), "").ok();
+    let line = listed
+        .stdout()
+        .lines()
+        .find(|l| l.starts_with("jenkins"))
+        .unwrap()
+        .to_string();
+    assert!(line.ends_with("commands/jenkins.toml"), "{line}");
+    assert!(
+        listed
+            .stderr()
+            .contains("the packs folder replaces a built-in pack"),
+        "{}",
+        listed.stderr()
+    );
+    let secret = run(bare(dir.path(), &["keygen"]), "").ok().stdout();
+    let mut shell = bare(dir.path(), &["shell"]);
+    shell.env("DEPUTY_SECRET", secret.trim());
+    let help = run(shell, "help\n").ok().stdout();
+    assert!(help.contains("Our own Jenkins"), "{help}");
+    assert!(help.contains("twitter"), "the other built-ins stay: {help}");
+}
+
+#[test]
+fn packs_new_writes_a_skeleton_that_check_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let wrote = run(bare(dir.path(), &["packs", "new", "weather"]), "")
+        .ok()
+        .stdout();
+    assert!(
+        wrote.starts_with("wrote ./commands/weather.toml"),
+        "{wrote}"
+    );
+    let secret = run(bare(dir.path(), &["keygen"]), "").ok().stdout();
+    let mut check = bare(dir.path(), &["check"]);
+    check.env("DEPUTY_SECRET", secret.trim());
+    let checked = run(check, "").ok().stdout();
+    assert!(
+        checked.contains("service weather (weather) from ./commands/weather.toml"),
+        "{checked}"
+    );
+    let again = run(bare(dir.path(), &["packs", "new", "weather"]), "");
+    assert_eq!(again.code(), Some(2));
+    assert!(again
+        .stderr()
+        .contains("exists already; nothing was written"));
+    let bad = run(bare(dir.path(), &["packs", "new", "../evil"]), "");
+    assert_eq!(bad.code(), Some(2));
+    assert!(
+        bad.stderr().contains("is not a pack name"),
+        "{}",
+        bad.stderr()
+    );
+    assert!(!dir.path().join("evil.toml").exists());
+}
