@@ -93,6 +93,33 @@ fn consumer_envs(pack: &Pack) -> Option<(String, String)> {
         .operator_env(&pack.service.name)
 }
 
+/// The environment variables this config reads, with whether each is set: for `deputy
+/// check`, which prints names only, never a value.
+pub fn environment_read(config: &Config, packs: &[Pack]) -> Vec<(String, bool)> {
+    let mut names: Vec<String> = vec![SECRET_ENV.into(), PREVIOUS_SECRET_ENV.into()];
+    if config.brain.url.is_some() {
+        names.push(REDIS_PASSWORD_ENV.into());
+    }
+    if config.discord.enabled {
+        names.push("DISCORD_TOKEN".into());
+    }
+    if config.slack.enabled {
+        names.extend(["SLACK_APP_TOKEN".into(), "SLACK_BOT_TOKEN".into()]);
+    }
+    for p in packs {
+        if let Some((key, secret)) = consumer_envs(p) {
+            names.extend([key, secret]);
+        }
+    }
+    names
+        .into_iter()
+        .map(|n| {
+            let set = std::env::var_os(&n).is_some_and(|v| !v.is_empty());
+            (n, set)
+        })
+        .collect()
+}
+
 /// One line per OAuth service that has no consumer credentials: its users cannot sign in.
 pub fn missing_consumers(packs: &[Pack]) -> Vec<String> {
     packs

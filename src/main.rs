@@ -11,13 +11,24 @@ use deputy::app::{self, exit, SecretSource, StartError};
 use deputy::chat::shell::{self, ShellOptions};
 use deputy::chat::Runner;
 
+/// `deputy --version`: the crate's version and the git revision it was built from.
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("DEPUTY_GIT_REV"), ")");
+
 /// A chat-ops bot that calls external APIs as the chat user who asks.
 ///
 /// Exit codes: 0 ok, 1 runtime error, 2 usage error, 3 invalid config or command pack or a
 /// missing platform token,
 /// 4 missing, malformed or wrong DEPUTY_SECRET.
+///
+/// Environment (secrets come only from here, never from the config file):
+/// DEPUTY_SECRET (the brain's key; `deputy keygen` makes one), DEPUTY_SECRET_PREVIOUS (the old
+/// key while rotating), DEPUTY_REDIS_PASSWORD (a Redis brain), DISCORD_TOKEN, SLACK_APP_TOKEN
+/// and SLACK_BOT_TOKEN (the enabled adapters), DEPUTY_<SERVICE>_CONSUMER_KEY /
+/// DEPUTY_<SERVICE>_CONSUMER_SECRET (OAuth 1.0a packs), DEPUTY_<SERVICE>_CLIENT_ID /
+/// DEPUTY_<SERVICE>_CLIENT_SECRET (OAuth 2.0 packs), RUST_LOG (log filter), USER (the shell's
+/// default user).
 #[derive(Parser)]
-#[command(version, propagate_version = true)]
+#[command(version = VERSION, propagate_version = true)]
 struct Cli {
     /// The operator's config file. Without this flag and without ./deputy.toml, built-in
     /// defaults are used (packs from ./commands, brain in ./deputy-data).
@@ -59,6 +70,11 @@ enum Command {
     Check,
     /// Print a new random secret for DEPUTY_SECRET.
     Keygen,
+    /// Print a completion script for a shell: `deputy completions bash > /etc/bash_completion.d/deputy`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// List every command pack and where it comes from (built in, or the packs folder).
     Packs {
         #[command(subcommand)]
@@ -178,6 +194,11 @@ async fn run(cli: Cli) -> Result<(), StartError> {
             Ok(())
         }
         Command::Check => check(&config),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "deputy", &mut std::io::stdout());
+            Ok(())
+        }
         Command::Packs { command: None } => {
             let (packs, _) = app::load_packs(&config)?;
             for p in &packs {
@@ -734,6 +755,11 @@ fn new_pack(config: &deputy::config::Config, name: &str) -> Result<(), StartErro
 fn check(config: &deputy::config::Config) -> Result<(), StartError> {
     let (packs, _) = app::load_packs(config)?;
     println!("config: ok (packs from {})", config.packs_dir().display());
+    let env: Vec<String> = app::environment_read(config, &packs)
+        .into_iter()
+        .map(|(name, set)| format!("{name} ({})", if set { "set" } else { "not set" }))
+        .collect();
+    println!("environment read: {}", env.join(", "));
     for line in app::missing_consumers(&packs) {
         println!("warning: {line}");
     }

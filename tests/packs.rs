@@ -125,3 +125,61 @@ fn packs_new_writes_a_skeleton_that_check_accepts() {
     );
     assert!(!dir.path().join("evil.toml").exists());
 }
+
+#[test]
+fn version_completions_help_and_the_environment_check_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let version = run(bare(dir.path(), &["--version"]), "").ok().stdout();
+    let rev = String::from_utf8(
+        Command::new("git")
+            .args(["rev-parse", "--short=12", "HEAD"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(
+        version.trim(),
+        format!("deputy {} ({})", env!("CARGO_PKG_VERSION"), rev.trim())
+    );
+    for shell in ["bash", "zsh", "fish"] {
+        let script = run(bare(dir.path(), &["completions", shell]), "")
+            .ok()
+            .stdout();
+        assert!(script.contains("deputy"), "{shell}");
+        assert!(
+            script.contains("reseal"),
+            "{shell}: subcommands are completed"
+        );
+    }
+    let help = run(bare(dir.path(), &["--help"]), "").ok().stdout();
+    for var in [
+        "DEPUTY_SECRET",
+        "DEPUTY_SECRET_PREVIOUS",
+        "DEPUTY_REDIS_PASSWORD",
+        "DISCORD_TOKEN",
+        "SLACK_APP_TOKEN",
+        "SLACK_BOT_TOKEN",
+        "DEPUTY_<SERVICE>_CONSUMER_SECRET",
+        "DEPUTY_<SERVICE>_CLIENT_SECRET",
+        "RUST_LOG",
+    ] {
+        assert!(help.contains(var), "--help names {var}");
+    }
+    let mut check = bare(dir.path(), &["check"]);
+    check.env("DEPUTY_SECRET", SECRET_A);
+    check.env("DEPUTY_TWITTER_CONSUMER_SECRET", "s3cr3t-consumer-value");
+    let checked = run(check, "").ok().stdout();
+    let line = checked
+        .lines()
+        .find(|l| l.starts_with("environment read: "))
+        .unwrap_or_else(|| panic!("{checked}"));
+    assert!(line.contains("DEPUTY_SECRET (set)"), "{line}");
+    assert!(
+        line.contains("DEPUTY_TWITTER_CONSUMER_SECRET (set)"),
+        "{line}"
+    );
+    assert!(line.contains("DEPUTY_GITHUB_CLIENT_ID (not set)"), "{line}");
+    assert!(!checked.contains(SECRET_A) && !checked.contains("s3cr3t-consumer-value"));
+}
