@@ -183,3 +183,80 @@ fn version_completions_help_and_the_environment_check_reads() {
     assert!(line.contains("DEPUTY_GITHUB_CLIENT_ID (not set)"), "{line}");
     assert!(!checked.contains(SECRET_A) && !checked.contains("s3cr3t-consumer-value"));
 }
+
+/// The sandbox's greeting to the person at the terminal, not a log line.
+fn sandbox_banner(line: &str) -> bool {
+    line.starts_with("deputy sandbox:") || line.starts_with("  ")
+}
+
+#[test]
+fn json_logs_are_one_object_per_line_with_a_stable_audit_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut shell = bare(
+        dir.path(),
+        &[
+            "--log-format",
+            "json",
+            "shell",
+            "--sandbox",
+            "--user",
+            "alice",
+        ],
+    );
+    shell.env("DEPUTY_SECRET", SECRET_A);
+    let out = run(
+        shell,
+        "jenkins setkey alice:sandbox-token\njenkins last deploy\n",
+    )
+    .ok();
+    let lines: Vec<serde_json::Value> = out
+        .stderr()
+        .lines()
+        .filter(|l| !sandbox_banner(l))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let audit: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["target"] == "deputy::audit")
+        .collect();
+    assert_eq!(audit.len(), 1, "{lines:?}");
+    let a = audit[0].as_object().unwrap();
+    let mut keys: Vec<&str> = a.keys().map(String::as_str).collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "adapter",
+            "command",
+            "level",
+            "message",
+            "ms",
+            "service",
+            "status",
+            "target",
+            "timestamp",
+            "user",
+            "workspace"
+        ]
+    );
+    assert_eq!(a["user"], "alice");
+    assert_eq!(a["service"], "jenkins");
+    assert_eq!(a["command"], "last");
+    assert_eq!(a["status"], "200");
+    // (The sandbox's greeting suggests its fake token on purpose; no log line holds it.)
+    assert!(
+        lines
+            .iter()
+            .all(|l| !l.to_string().contains("sandbox-token")),
+        "no secret in the logs"
+    );
+    // DEPUTY_LOG_FORMAT does the same.
+    let mut shell = bare(dir.path(), &["shell", "--sandbox"]);
+    shell
+        .env("DEPUTY_SECRET", SECRET_A)
+        .env("DEPUTY_LOG_FORMAT", "json");
+    let out = run(shell, "help\n").ok();
+    for l in out.stderr().lines().filter(|l| !sandbox_banner(l)) {
+        serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+    }
+}
