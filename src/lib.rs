@@ -14,7 +14,7 @@
 //!        └▶ auth, pack               auth kinds (AuthScheme) │ packs: format, validate, load
 //!             └▶ message, upstream   Message/Reply/Adapter/Outbox │ one HTTP call, audit line
 //!                  └▶ brain, secret  the sealed store │ Secret, Consumer
-//!                       └▶ config    the operator's deputy.toml
+//!                       └▶ config, metrics  the operator's deputy.toml │ Prometheus metrics
 //! ```
 //!
 //! Extension points, and the one file a newcomer writes for each:
@@ -39,6 +39,7 @@ pub mod chat;
 pub mod config;
 pub mod dispatch;
 pub mod message;
+pub mod metrics;
 pub mod pack;
 pub mod sandbox;
 pub mod secret;

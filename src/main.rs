@@ -688,6 +688,10 @@ async fn serve(
     front: Front,
     extra_roots: &[String],
 ) -> Result<(), StartError> {
+    if config.web.listen.is_some() {
+        // Installed before anything is counted; only a listener can serve the numbers.
+        deputy::metrics::install();
+    }
     let brain = app::open_configured_brain(config, sealer).await?;
     let dispatcher = app::dispatcher(config, packs, templates, brain, extra_roots)?;
     tracing::info!(

@@ -191,6 +191,15 @@ impl Upstream {
             Err(CallError::RateLimited(_)) => "429".into(),
             Err(e) => e.to_string(),
         };
+        metrics::counter!(
+            "deputy_commands_total",
+            "service" => service.name.to_string(),
+            "command" => command.to_string(),
+            "outcome" => crate::metrics::outcome(&status),
+        )
+        .increment(1);
+        metrics::histogram!("deputy_upstream_seconds", "service" => service.name.to_string())
+            .record(started.elapsed().as_secs_f64());
         tracing::info!(
             target: "deputy::audit",
             adapter = %owner.adapter,

@@ -1,5 +1,6 @@
 //! deputy's own HTTP listener: where a browser comes back after an OAuth sign-in
-//! (`/<kind>/<service>/callback`), and `/healthz` for the operator's probes.
+//! (`/<kind>/<service>/callback`), `/healthz` for the operator's probes, and `/metrics` in the
+//! Prometheus text format ([`crate::metrics`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,8 +18,43 @@ use crate::message::Internal;
 pub fn router(dispatcher: Arc<Dispatcher>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
         .route("/{kind}/{service}/callback", get(callback))
         .with_state(dispatcher)
+}
+
+/// `/metrics`: counts linked credentials per service (a scan of key paths, no record
+/// opened), then renders everything recorded.
+async fn metrics(State(d): State<Arc<Dispatcher>>) -> Response {
+    let Some(handle) = crate::metrics::install() else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "metrics are off\n").into_response();
+    };
+    let mut linked: HashMap<String, u64> = d
+        .packs
+        .iter()
+        .map(|p| (p.service.name.clone(), 0))
+        .collect();
+    match d.brain.keys("cred/").await {
+        Ok(keys) => {
+            for k in keys {
+                // cred/<adapter>/<workspace>/<user>/<service>
+                if let Some(service) = k.to_string().rsplit('/').next() {
+                    if let Some(n) = linked.get_mut(service) {
+                        *n += 1;
+                    }
+                }
+            }
+            for (service, n) in linked {
+                metrics::gauge!("deputy_linked_users", "service" => service).set(n as f64);
+            }
+        }
+        Err(e) => tracing::warn!(error = %format!("{e:#}"), "metrics: cannot count linked users"),
+    }
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        handle.render(),
+    )
+        .into_response()
 }
 
 /// Serves until `shutdown` completes.
@@ -42,7 +78,11 @@ async fn callback(
     match d.callback(&kind, &service, &q).await {
         None => StatusCode::NOT_FOUND.into_response(),
         Some(Ok(Callback::Done(text))) => page(StatusCode::OK, &text),
-        Some(Ok(Callback::Failed(text))) => page(StatusCode::BAD_REQUEST, &text),
+        Some(Ok(Callback::Failed(text))) => {
+            metrics::counter!("deputy_signins_failed_total", "kind" => kind_label(&kind))
+                .increment(1);
+            page(StatusCode::BAD_REQUEST, &text)
+        }
         Some(Err(Internal(e))) => {
             tracing::error!(service = %service, error = %format!("{e:#}"), "{kind} callback failed");
             page(
@@ -65,4 +105,13 @@ fn page(status: StatusCode, text: &str) -> Response {
         )),
     )
         .into_response()
+}
+
+/// A kind from a URL as a metric label: only names deputy knows, never what a client sent.
+fn kind_label(kind: &str) -> &'static str {
+    match kind {
+        "oauth1" => "oauth1",
+        "oauth2" => "oauth2",
+        _ => "other",
+    }
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 /// Top-level modules by layer, lowest first (see the drawing in `src/lib.rs`).
 const LAYERS: &[&[&str]] = &[
-    &["config"],
+    &["config", "metrics"],
     &["brain", "secret"],
     &["message", "upstream"],
     &["auth", "pack"],

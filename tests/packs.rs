@@ -260,3 +260,88 @@ fn json_logs_are_one_object_per_line_with_a_stable_audit_line() {
         serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("{e}: {l}"));
     }
 }
+
+#[tokio::test]
+async fn metrics_are_scraped_in_the_prometheus_format_with_no_user_in_a_label() {
+    let jenkins = FakeJenkins::start().await;
+    let port = free_port();
+    let deputy = Deputy::new(
+        &jenkins.url,
+        &format!("[web]\nlisten = \"127.0.0.1:{port}\""),
+    );
+    let mut live = Live::start(&deputy, &["shell", "--user", "alice"]);
+    assert!(live
+        .ask(&format!("jenkins setkey {ALICE_KEY}"))
+        .await
+        .starts_with("Stored"));
+    assert!(live.ask("jenkins whoami").await.contains("on Jenkins"));
+    assert!(live.ask("jenkins last deploy").await.contains("deploy #42"));
+    live.ask("jenkins last missing").await;
+    let body = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    live.finish().await;
+    let scrape = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string())))
+        .unwrap_or_else(|e| panic!("not the Prometheus text format ({e}):\n{body}"));
+    let value = |name: &str, labels: &[(&str, &str)]| -> f64 {
+        scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == name)
+            .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => 0.0,
+            })
+            .sum()
+    };
+    assert_eq!(
+        value("deputy_messages_total", &[("adapter", "shell")]),
+        4.0,
+        "{body}"
+    );
+    assert_eq!(
+        value(
+            "deputy_commands_total",
+            &[("service", "jenkins"), ("outcome", "ok")]
+        ),
+        2.0,
+        "{body}"
+    );
+    assert_eq!(
+        value(
+            "deputy_commands_total",
+            &[("service", "jenkins"), ("outcome", "not_found")]
+        ),
+        1.0,
+        "{body}"
+    );
+    assert_eq!(
+        value("deputy_signins_completed_total", &[("kind", "api_key")]),
+        1.0
+    );
+    assert_eq!(value("deputy_linked_users", &[("service", "jenkins")]), 1.0);
+    assert!(
+        scrape
+            .samples
+            .iter()
+            .any(|s| s.metric == "deputy_upstream_seconds_count"
+                || s.metric == "deputy_upstream_seconds"),
+        "a latency histogram: {body}"
+    );
+    for s in &scrape.samples {
+        for (k, v) in s.labels.iter() {
+            assert!(
+                !v.contains("alice") && !v.contains("token"),
+                "label {k}={v} on {} names a user or a secret",
+                s.metric
+            );
+        }
+    }
+    assert!(!body.contains(ALICE_KEY.split(':').nth(1).unwrap()));
+}

@@ -49,7 +49,10 @@ impl AuthContext {
     ) -> anyhow::Result<()> {
         self.brain
             .put(&KeyPath::credential(owner, service), credential)
-            .await
+            .await?;
+        metrics::counter!("deputy_signins_completed_total", "kind" => credential.kind_name())
+            .increment(1);
+        Ok(())
     }
 
     /// Forgets the user's credential; `true` if there was one.

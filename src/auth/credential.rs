@@ -38,6 +38,15 @@ pub enum Credential {
 }
 
 impl Credential {
+    /// The kind's name, for metrics: `api_key`, `oauth1`, `oauth2`.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Credential::ApiKey { .. } => "api_key",
+            Credential::OAuth1 { .. } => "oauth1",
+            Credential::OAuth2 { .. } => "oauth2",
+        }
+    }
+
     pub fn linked_at(&self) -> u64 {
         match self {
             Credential::ApiKey { linked_at, .. }

@@ -367,6 +367,9 @@ async fn poll_device(
         }
         Err(e) => Err(RequestTokenError::Other(e.to_string())),
     };
+    if result.is_err() {
+        metrics::counter!("deputy_signins_failed_total", "kind" => "oauth2").increment(1);
+    }
     let text = match result {
         Ok(token) => match store(cx, &owner, pack, &token).await {
             Ok(()) => format!(
@@ -715,11 +718,7 @@ async fn store(
     pack: &Pack,
     token: &oauth2::basic::BasicTokenResponse,
 ) -> anyhow::Result<()> {
-    cx.brain
-        .put(
-            &KeyPath::credential(owner, &pack.service.name),
-            &credential(pack, token, None),
-        )
+    cx.store(owner, &pack.service.name, &credential(pack, token, None))
         .await
 }
 
@@ -839,6 +838,8 @@ async fn refresh_locked(
             // Saved before use: the old refresh token is dead from now on.
             cx.brain.put(&key, &fresh).await?;
             tracing::info!(service = %s.name, user = %msg.user, "oauth2 token refreshed");
+            metrics::counter!("deputy_token_refreshes_total", "service" => s.name.clone())
+                .increment(1);
             Ok(Ok(fresh))
         }
         Err(RequestTokenError::ServerResponse(e))

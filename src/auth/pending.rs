@@ -58,7 +58,11 @@ pub async fn count_wrong(
         .increment(counter.as_bytes(), expires_at.max(now_secs() + 1))
         .await?;
     let mut attempts = u32::try_from(n.saturating_sub(1)).unwrap_or(u32::MAX);
-    Ok(wrong_answer(&mut attempts, max_attempts))
+    let wrong = wrong_answer(&mut attempts, max_attempts);
+    if wrong == Wrong::LockedOut {
+        metrics::counter!("deputy_signins_failed_total", "kind" => "lockout").increment(1);
+    }
+    Ok(wrong)
 }
 
 /// `3 tries left`, `1 try left`.

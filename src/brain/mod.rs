@@ -318,7 +318,10 @@ impl Brain {
     pub async fn put<T: Serialize>(&self, key: &KeyPath, value: &T) -> anyhow::Result<()> {
         let plain = Zeroizing::new(serde_json::to_vec(value)?);
         let sealed = self.sealer.seal(key.as_bytes(), &plain);
-        self.store.put(key.as_bytes(), sealed).await
+        let started = std::time::Instant::now();
+        let r = self.store.put(key.as_bytes(), sealed).await;
+        metrics::histogram!("deputy_brain_write_seconds").record(started.elapsed().as_secs_f64());
+        r
     }
 
     /// [`Brain::put`] for a record that means nothing after `expires_at` (a pending sign-in):

@@ -83,6 +83,8 @@ impl Runner {
                 }
             };
             let (message, adapter) = job;
+            metrics::counter!("deputy_messages_total", "adapter" => message.adapter.clone())
+                .increment(1);
             // Only for messages meant for the bot: chatter in a channel shows no typing.
             let addressed = self
                 .dispatcher

@@ -176,7 +176,11 @@ impl Dispatcher {
                         None => Ok(vec![]),
                     },
                 },
-                "setupauth" => kind.setupauth(cx, msg, pack).await,
+                "setupauth" => {
+                    metrics::counter!("deputy_signins_started_total", "kind" => kind.name())
+                        .increment(1);
+                    kind.setupauth(cx, msg, pack).await
+                }
                 _ => kind.auth(cx, msg, pack, args).await,
             };
         }
