@@ -345,3 +345,50 @@ async fn metrics_are_scraped_in_the_prometheus_format_with_no_user_in_a_label() 
     }
     assert!(!body.contains(ALICE_KEY.split(':').nth(1).unwrap()));
 }
+
+/// The systemd unit in contrib/ passes `systemd-analyze verify` (when the tool is installed,
+/// as on Debian with systemd), pointed at the binary under test.
+#[test]
+fn the_systemd_unit_verifies() {
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/contrib/deputy.service"
+    ))
+    .unwrap();
+    for hardening in [
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "StateDirectory=deputy",
+    ] {
+        assert!(unit.contains(hardening), "{hardening}");
+    }
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("systemd-analyze is not installed: the unit's syntax was not verified");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("deputy.service");
+    std::fs::write(
+        &path,
+        unit.replace("/usr/local/bin/deputy", env!("CARGO_BIN_EXE_deputy")),
+    )
+    .unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && !said.contains("deputy.service"),
+        "{said}"
+    );
+}
