@@ -273,7 +273,6 @@ pub fn dispatcher(
         templates,
         brain,
         upstream,
-        config.auth.clone(),
-        config.web.public_url.clone(),
+        config,
     ))
 }

@@ -40,6 +40,9 @@ pub struct BotConfig {
     pub aliases: Vec<String>,
     /// Folder of command packs.
     pub packs: PathBuf,
+    /// Operators who may use `admin …` in chat, as `adapter:workspace:user`
+    /// (`"slack:T123:U456"`, `"shell:local:alice"`).
+    pub admins: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -175,6 +178,7 @@ impl Default for BotConfig {
             name: "deputy".into(),
             aliases: Vec::new(),
             packs: PathBuf::from("commands"),
+            admins: Vec::new(),
         }
     }
 }

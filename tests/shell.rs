@@ -509,3 +509,64 @@ async fn a_huge_line_is_refused_without_reading_it_and_the_next_one_is_answered(
         lines[1]
     );
 }
+
+#[tokio::test]
+async fn admins_see_links_and_revoke_them_and_everyone_else_is_refused() {
+    let jenkins = FakeJenkins::start().await;
+    let deputy = Deputy::new(&jenkins.url, "");
+    let config = std::fs::read_to_string(deputy.config()).unwrap();
+    std::fs::write(
+        deputy.config(),
+        config.replace("[bot]\n", "[bot]\nadmins = [\"shell:local:root\"]\n"),
+    )
+    .unwrap();
+    let mut live = Live::start(&deputy, &["shell", "--user", "alice"]);
+    assert!(live
+        .ask(&format!("jenkins setkey {ALICE_KEY}"))
+        .await
+        .starts_with("Stored"));
+    live.send("/user bob").await;
+    assert!(live.ask("admin links alice").await.starts_with(
+        "Only deputy's operators can use `admin` commands, and you (shell:local:bob) are not one."
+    ));
+    live.send("/user root").await;
+    assert_eq!(
+        live.ask("admin links alice").await,
+        "shell:local:alice has linked: jenkins."
+    );
+    assert_eq!(
+        live.ask("admin links shell:local:bob").await,
+        "shell:local:bob has linked no service."
+    );
+    assert!(live
+        .ask("admin stats")
+        .await
+        .starts_with("1 linked account(s), 0 sign-in(s) in progress:"));
+    let mut stats = Vec::new();
+    for _ in 0..4 {
+        stats.push(live.line().await);
+    }
+    assert!(
+        stats.contains(&"• jenkins: 1 linked".to_string()),
+        "{stats:?}"
+    );
+    let revoke = live.ask("admin revoke alice jenkins").await;
+    assert!(revoke.starts_with("For shell:local:alice:"), "{revoke}");
+    assert!(revoke.contains("jenkins"), "{revoke}");
+    assert!(
+        !revoke.contains(ALICE_KEY.split(':').nth(1).unwrap()),
+        "no secret shown"
+    );
+    assert!(live
+        .ask("admin frobnicate")
+        .await
+        .starts_with("Admin commands: `admin links <user>`"));
+    live.send("/user alice").await;
+    assert!(live.ask("jenkins whoami").await.contains("haven't linked"));
+    let log = live.finish_with_log().await;
+    assert!(
+        log.contains("admin command") && log.contains("outcome=\"refused\""),
+        "{log}"
+    );
+    assert!(log.contains("action=\"revoke\""), "{log}");
+}

@@ -2,6 +2,7 @@
 //! or a pack command. User errors become replies written for the user; internal errors are
 //! logged in full and the user gets a short apology with a reference.
 
+pub mod admin;
 pub mod help;
 pub mod parse;
 
@@ -31,6 +32,8 @@ pub struct Dispatcher {
     pub auth: AuthContext,
     /// The auth kinds; the dispatcher asks them and names none.
     pub kinds: Kinds,
+    /// Who may say `admin …`: `adapter:workspace:user`.
+    pub admins: Vec<String>,
 }
 
 impl Dispatcher {
@@ -41,9 +44,11 @@ impl Dispatcher {
         templates: Templates,
         brain: Brain,
         upstream: Upstream,
-        config: AuthConfig,
-        public_url: Option<String>,
+        settings: &crate::config::Config,
     ) -> Arc<Dispatcher> {
+        let config: AuthConfig = settings.auth.clone();
+        let public_url = settings.web.public_url.clone();
+        let admins = settings.bot.admins.clone();
         let packs = Arc::new(packs);
         Arc::new(Dispatcher {
             addressing,
@@ -60,6 +65,7 @@ impl Dispatcher {
                 packs,
             },
             kinds: Kinds::new(),
+            admins,
         })
     }
 
@@ -141,6 +147,9 @@ impl Dispatcher {
         if !msg.direct && matches!(&builtin, Some((b, _)) if b == "setkey") {
             let pack = self.find(&first);
             return Ok(crate::auth::replies::refuse_public(msg, pack, adapter).await);
+        }
+        if first == "admin" && self.find("admin").is_none() {
+            return admin::handle(self, msg, &words[1..]).await;
         }
         if first == "help" {
             return Ok(match words.get(1) {
