@@ -120,6 +120,25 @@ pub fn environment_read(config: &Config, packs: &[Pack]) -> Vec<(String, bool)> 
         .collect()
 }
 
+/// One line per permission group a pack command names that the config does not fill: that
+/// command refuses everyone until it is.
+pub fn unfilled_groups(config: &Config, packs: &[Pack]) -> Vec<String> {
+    let mut lines = Vec::new();
+    for p in packs {
+        for c in &p.commands {
+            for g in &c.allow {
+                if config.permissions.get(g).map_or(true, Vec::is_empty) {
+                    lines.push(format!(
+                        "`{} {}` is allowed to group {g}, which [permissions] does not fill: no one can run it",
+                        p.service.prefixes[0], c.name
+                    ));
+                }
+            }
+        }
+    }
+    lines
+}
+
 /// One line per OAuth service that has no consumer credentials: its users cannot sign in.
 pub fn missing_consumers(packs: &[Pack]) -> Vec<String> {
     packs

@@ -23,6 +23,8 @@ pub struct Config {
     pub slack: SlackConfig,
     /// Per-service overrides of what the packs declare, keyed by service name.
     pub services: BTreeMap<String, ServiceOverride>,
+    /// Members of the permission groups pack commands name in `allow`.
+    pub permissions: Permissions,
     /// Where the file was loaded from; relative paths are resolved against its folder.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -44,6 +46,10 @@ pub struct BotConfig {
     /// (`"slack:T123:U456"`, `"shell:local:alice"`).
     pub admins: Vec<String>,
 }
+
+/// `[permissions]`: group name → members (`adapter:workspace:user`), for pack commands that
+/// declare `allow = ["group"]`.
+pub type Permissions = BTreeMap<String, Vec<String>>;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -214,6 +220,7 @@ impl Default for Config {
             discord: DiscordConfig::default(),
             slack: SlackConfig::default(),
             services: BTreeMap::new(),
+            permissions: BTreeMap::new(),
             base_dir: PathBuf::from("."),
             path: None,
         }

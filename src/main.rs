@@ -688,6 +688,9 @@ async fn serve(
     front: Front,
     extra_roots: &[String],
 ) -> Result<(), StartError> {
+    for line in app::unfilled_groups(config, &packs) {
+        tracing::warn!("{line}");
+    }
     if config.web.listen.is_some() {
         // Installed before anything is counted; only a listener can serve the numbers.
         deputy::metrics::install();
@@ -788,7 +791,10 @@ fn check(config: &deputy::config::Config) -> Result<(), StartError> {
         .map(|(name, set)| format!("{name} ({})", if set { "set" } else { "not set" }))
         .collect();
     println!("environment read: {}", env.join(", "));
-    for line in app::missing_consumers(&packs) {
+    for line in app::missing_consumers(&packs)
+        .into_iter()
+        .chain(app::unfilled_groups(config, &packs))
+    {
         println!("warning: {line}");
     }
     for p in &packs {

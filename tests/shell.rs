@@ -570,3 +570,57 @@ async fn admins_see_links_and_revoke_them_and_everyone_else_is_refused() {
     );
     assert!(log.contains("action=\"revoke\""), "{log}");
 }
+
+#[tokio::test]
+async fn a_command_allowed_to_a_group_refuses_others_and_says_who_can() {
+    let jenkins = FakeJenkins::start().await;
+    let deputy = Deputy::new(
+        &jenkins.url,
+        "\n[permissions]\ndeployers = [\"shell:local:alice\"]\n",
+    );
+    let packs = deputy.dir.path().join("packs");
+    std::fs::create_dir(&packs).unwrap();
+    let pack = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/commands/jenkins.toml"
+    ))
+    .unwrap()
+    .replace(
+        "name = \"build\"\n",
+        "name = \"build\"\nallow = [\"deployers\"]\n",
+    );
+    std::fs::write(packs.join("jenkins.toml"), pack).unwrap();
+    deputy.use_packs(&packs);
+    let mut live = Live::start(&deputy, &["shell", "--user", "bob"]);
+    assert!(live
+        .ask(&format!("jenkins setkey {BOB_KEY}"))
+        .await
+        .starts_with("Stored"));
+    assert_eq!(
+        live.ask("jenkins build deploy").await,
+        "You (shell:local:bob) may not run `jenkins build`. Members of deployers (shell:local:alice) can; ask an operator to add you."
+    );
+    // Other commands are everyone's.
+    assert!(live.ask("jenkins last deploy").await.contains("deploy #42"));
+    live.send("/user alice").await;
+    assert!(live
+        .ask(&format!("jenkins setkey {ALICE_KEY}"))
+        .await
+        .starts_with("Stored"));
+    assert!(live
+        .ask("jenkins build deploy")
+        .await
+        .starts_with("Started deploy as alice"));
+    live.finish().await;
+    let builds: Vec<Option<String>> = jenkins
+        .seen()
+        .into_iter()
+        .filter(|s| s.method == "POST")
+        .map(|s| s.user)
+        .collect();
+    assert_eq!(
+        builds,
+        [Some("alice".to_string())],
+        "bob's build never left deputy"
+    );
+}

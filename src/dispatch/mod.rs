@@ -34,6 +34,8 @@ pub struct Dispatcher {
     pub kinds: Kinds,
     /// Who may say `admin …`: `adapter:workspace:user`.
     pub admins: Vec<String>,
+    /// Members of the permission groups commands name in `allow`.
+    pub permissions: crate::config::Permissions,
 }
 
 impl Dispatcher {
@@ -49,6 +51,7 @@ impl Dispatcher {
         let config: AuthConfig = settings.auth.clone();
         let public_url = settings.web.public_url.clone();
         let admins = settings.bot.admins.clone();
+        let permissions = settings.permissions.clone();
         let packs = Arc::new(packs);
         Arc::new(Dispatcher {
             addressing,
@@ -66,7 +69,39 @@ impl Dispatcher {
             },
             kinds: Kinds::new(),
             admins,
+            permissions,
         })
+    }
+
+    /// A command with `allow` groups, asked by someone in none of them: who can run it.
+    fn refuse(&self, msg: &Message, pack: &Pack, command: &crate::pack::Command) -> Option<Reply> {
+        if command.allow.is_empty() {
+            return None;
+        }
+        let me = format!("{}:{}:{}", msg.adapter, msg.workspace, msg.user);
+        let member = command.allow.iter().any(|g| {
+            self.permissions
+                .get(g)
+                .is_some_and(|members| members.contains(&me))
+        });
+        if member {
+            return None;
+        }
+        tracing::warn!(target: "deputy::audit", user = %me, service = %pack.service.name, command = %command.name, outcome = "not allowed", "permission refused");
+        let who: Vec<String> = command
+            .allow
+            .iter()
+            .map(|g| match self.permissions.get(g) {
+                Some(m) if !m.is_empty() => format!("{g} ({})", m.join(", ")),
+                _ => format!("{g} (no one yet: the operator fills [permissions] {g})"),
+            })
+            .collect();
+        Some(Reply::new(format!(
+            "You ({me}) may not run `{} {}`. Members of {} can; ask an operator to add you.",
+            pack.service.prefixes[0],
+            command.name,
+            who.join(" or ")
+        )))
     }
 
     /// The auth kind of a pack.
@@ -197,6 +232,9 @@ impl Dispatcher {
         let Some(command) = pack.commands.iter().find(|c| c.name == name) else {
             return Ok(self.unknown_command(pack, &name));
         };
+        if let Some(refusal) = self.refuse(msg, pack, command) {
+            return Ok(vec![refusal]);
+        }
         let args = match command.bind(&rest[1..]) {
             Ok(a) => a,
             Err(why) => {

@@ -224,6 +224,12 @@ pub struct CommandDef {
     /// OAuth 2.0 scopes the command needs (oauth2 services only).
     #[serde(default)]
     pub scopes: Vec<String>,
+    /// For a dangerous command the service itself cannot refuse: the permission groups whose
+    /// members may run it (`allow = ["deployers"]`). The operator lists each group's members
+    /// in deputy.toml: `[permissions] deployers = ["slack:T123:U456"]`. A group the operator
+    /// has not filled lets no one in.
+    #[serde(default)]
+    pub allow: Vec<String>,
     // The request, as in [`RequestDef`].
     #[serde(default = "get")]
     pub method: Spanned<String>,

@@ -62,6 +62,8 @@ pub struct Command {
     pub args: Vec<ArgSpec>,
     /// OAuth 2.0 scopes the user's token must carry.
     pub scopes: Vec<String>,
+    /// Permission groups allowed to run it; empty: everyone.
+    pub allow: Vec<String>,
     pub request: Request,
 }
 

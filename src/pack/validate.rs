@@ -217,6 +217,7 @@ pub fn load_one(file: &Path, text: &str, templates: &mut Templates) -> Result<Pa
             help: c.help.trim().to_string(),
             args,
             scopes: c.scopes.clone(),
+            allow: c.allow.clone(),
             request,
         });
     }
