@@ -103,8 +103,21 @@ const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUME
 
 /// `{{ project | segment }}`: one URL path segment, `/` included in what is encoded
 /// (`group/name` → `group%2Fname`), unlike `urlencode`, which keeps `/` as Jinja does.
-fn segment(value: String) -> String {
-    percent_encoding::utf8_percent_encode(&value, UNRESERVED).to_string()
+fn segment(value: String) -> Result<String, minijinja::Error> {
+    // `.` and `..` are unreserved, so encoding leaves them as they are, and the URL parser
+    // would then resolve them: `/job/../lastBuild` is `/lastBuild`. An empty segment
+    // changes the path's shape too. All three are refused.
+    if value.is_empty() || value == "." || value == ".." {
+        return Err(minijinja::Error::new(
+            minijinja::ErrorKind::InvalidOperation,
+            format!("{BAD_ARGUMENT}{value:?} cannot be a name here"),
+        ));
+    }
+    Ok(encode_segment(&value))
+}
+
+fn encode_segment(value: &str) -> String {
+    percent_encoding::utf8_percent_encode(value, UNRESERVED).to_string()
 }
 
 /// Prefix of a filter error caused by what the user typed (not by the pack): the dispatcher
@@ -126,7 +139,7 @@ fn segments(value: String) -> Result<String, minijinja::Error> {
     }
     Ok(parts
         .into_iter()
-        .map(|p| segment(p.to_string()))
+        .map(encode_segment)
         .collect::<Vec<_>>()
         .join("/"))
 }
