@@ -267,6 +267,16 @@ async fn migrate_sled_to_redis_and_back_with_every_record_opening() {
     )
     .ok();
     assert_eq!(verify.stdout().trim(), "all 300 record(s) open");
+    let stats = Run(
+        tokio::process::Command::from(deputy.command(&["brain", "stats"]))
+            .output()
+            .await
+            .unwrap(),
+    )
+    .ok()
+    .stdout();
+    assert!(stats.contains("linked credentials: 300"), "{stats}");
+    assert!(stats.contains("size: kept by Redis"), "{stats}");
     // And back to a new sled brain.
     let back = deputy.dir.path().join("back");
     let out = migrate(redis.url(), back.to_str().unwrap().to_string())

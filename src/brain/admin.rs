@@ -36,8 +36,9 @@ pub struct Stats {
     /// Records of any other kind (sign-in indexes and the like), by kind.
     pub other: BTreeMap<String, usize>,
     pub records: usize,
-    /// Bytes of every file in the brain directory.
-    pub bytes_on_disk: u64,
+    /// Bytes of every file in the brain directory; `None` for a brain in Redis, whose size is
+    /// the server's to tell (`INFO memory`).
+    pub bytes_on_disk: Option<u64>,
 }
 
 impl std::fmt::Display for Stats {
@@ -52,7 +53,10 @@ impl std::fmt::Display for Stats {
         for (kind, n) in &self.other {
             writeln!(f, "other records ({kind}): {n}")?;
         }
-        write!(f, "size on disk: {}", human_bytes(self.bytes_on_disk))
+        match self.bytes_on_disk {
+            Some(n) => write!(f, "size on disk: {}", human_bytes(n)),
+            None => write!(f, "size: kept by Redis (its INFO memory tells)"),
+        }
     }
 }
 
@@ -80,7 +84,7 @@ fn dir_size(dir: &Path) -> u64 {
 
 pub async fn stats(brain: &Brain, dir: &Path) -> anyhow::Result<Stats> {
     let mut stats = Stats {
-        bytes_on_disk: dir_size(dir),
+        bytes_on_disk: (!brain.is_shared()).then(|| dir_size(dir)),
         ..Stats::default()
     };
     for key in brain.store().keys(b"").await? {
