@@ -23,6 +23,54 @@ fn brain(dir: &std::path::Path) -> Brain {
     Brain::open_dir(dir, Sealer::new(&secret, &[]).unwrap()).unwrap()
 }
 
+fn credential() -> serde_json::Value {
+    serde_json::json!({
+        "kind": "api_key",
+        "secret": "alice:11a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6",
+        "linked_at": 1790000000u64
+    })
+}
+
+fn user(n: u64) -> KeyPath {
+    KeyPath::credential(
+        &Owner {
+            adapter: "slack".into(),
+            workspace: "T0001".into(),
+            user: format!("U{n:08}"),
+        },
+        "jenkins",
+    )
+}
+
+/// `iters` acknowledged writes spread over `writers` concurrent tasks; users numbered modulo
+/// `users`. Returns the wall time.
+async fn puts(
+    brain: &Brain,
+    writers: usize,
+    iters: u64,
+    next: &Arc<AtomicU64>,
+    users: u64,
+) -> Duration {
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..writers as u64 {
+        let (brain, next) = (brain.clone(), next.clone());
+        // Writer w does every writers-th write of this sample.
+        let mine = (iters + writers as u64 - 1 - w) / writers as u64;
+        tasks.push(tokio::spawn(async move {
+            let credential = credential();
+            for _ in 0..mine {
+                let n = next.fetch_add(1, Ordering::Relaxed) % users;
+                brain.put(&user(n), &credential).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    start.elapsed()
+}
+
 fn fsync_rate(c: &mut Criterion) {
     let dir = scratch();
     let mut f = std::fs::File::create(dir.path().join("f")).unwrap();
@@ -44,42 +92,8 @@ fn acknowledged_writes(c: &mut Criterion) {
         let dir = scratch();
         let brain = brain(dir.path());
         let next = Arc::new(AtomicU64::new(0));
-        let credential = serde_json::json!({
-            "kind": "api_key",
-            "secret": "alice:11a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6",
-            "linked_at": 1790000000u64
-        });
         group.bench_function(format!("{writers} concurrent writer(s)"), |b| {
-            b.iter_custom(|iters| {
-                rt.block_on(async {
-                    let start = Instant::now();
-                    let mut tasks = Vec::new();
-                    for w in 0..writers as u64 {
-                        let (brain, next, credential) =
-                            (brain.clone(), next.clone(), credential.clone());
-                        // Writer w does every writers-th write of this sample.
-                        let mine = (iters + writers as u64 - 1 - w) / writers as u64;
-                        tasks.push(tokio::spawn(async move {
-                            for _ in 0..mine {
-                                let n = next.fetch_add(1, Ordering::Relaxed);
-                                let owner = Owner {
-                                    adapter: "slack".into(),
-                                    workspace: "T0001".into(),
-                                    user: format!("U{n:08}"),
-                                };
-                                brain
-                                    .put(&KeyPath::credential(&owner, "jenkins"), &credential)
-                                    .await
-                                    .unwrap();
-                            }
-                        }));
-                    }
-                    for t in tasks {
-                        t.await.unwrap();
-                    }
-                    start.elapsed()
-                })
-            })
+            b.iter_custom(|iters| rt.block_on(puts(&brain, writers, iters, &next, u64::MAX)))
         });
     }
     group.finish();
@@ -90,24 +104,10 @@ fn get_and_unseal(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = scratch();
     let brain = brain(dir.path());
-    let keys: Vec<KeyPath> = (0..10_000)
-        .map(|n| {
-            KeyPath::credential(
-                &Owner {
-                    adapter: "slack".into(),
-                    workspace: "T0001".into(),
-                    user: format!("U{n:08}"),
-                },
-                "jenkins",
-            )
-        })
-        .collect();
+    let keys: Vec<KeyPath> = (0..10_000).map(user).collect();
     rt.block_on(async {
         for k in &keys {
-            brain
-                .put(k, &serde_json::json!({"kind": "api_key", "secret": "alice:11a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6", "linked_at": 1790000000u64}))
-                .await
-                .unwrap();
+            brain.put(k, &credential()).await.unwrap();
         }
     });
     let mut i = 0;
@@ -186,53 +186,18 @@ fn redis_brain(c: &mut Criterion) {
             Sealer::new(&secret, &[]).unwrap(),
         ))
         .unwrap();
-    let credential = serde_json::json!({"kind": "api_key", "secret": "alice:11a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6", "linked_at": 1790000000u64});
     let next = Arc::new(AtomicU64::new(0));
     let mut group = c.benchmark_group("redis brain (appendfsync always)");
     group.throughput(Throughput::Elements(1));
     group.measurement_time(Duration::from_secs(5));
     for writers in [1usize, 100] {
         group.bench_function(format!("acknowledged writes, {writers} writer(s)"), |b| {
-            b.iter_custom(|iters| {
-                rt.block_on(async {
-                    let start = Instant::now();
-                    let mut tasks = Vec::new();
-                    for w in 0..writers as u64 {
-                        let (brain, next, credential) =
-                            (brain.clone(), next.clone(), credential.clone());
-                        let mine = (iters + writers as u64 - 1 - w) / writers as u64;
-                        tasks.push(tokio::spawn(async move {
-                            for _ in 0..mine {
-                                let n = next.fetch_add(1, Ordering::Relaxed) % 10_000;
-                                let owner = Owner {
-                                    adapter: "slack".into(),
-                                    workspace: "T0001".into(),
-                                    user: format!("U{n:08}"),
-                                };
-                                brain
-                                    .put(&KeyPath::credential(&owner, "jenkins"), &credential)
-                                    .await
-                                    .unwrap();
-                            }
-                        }));
-                    }
-                    for t in tasks {
-                        t.await.unwrap();
-                    }
-                    start.elapsed()
-                })
-            })
+            // Over 10,000 users, so the bench does not fill the server's memory.
+            b.iter_custom(|iters| rt.block_on(puts(&brain, writers, iters, &next, 10_000)))
         });
     }
-    let key = KeyPath::credential(
-        &Owner {
-            adapter: "slack".into(),
-            workspace: "T0001".into(),
-            user: "U00000001".into(),
-        },
-        "jenkins",
-    );
-    rt.block_on(brain.put(&key, &credential)).unwrap();
+    let key = user(1);
+    rt.block_on(brain.put(&key, &credential())).unwrap();
     group.bench_function("get + unseal a credential", |b| {
         b.to_async(&rt)
             .iter(|| async { brain.get::<serde_json::Value>(&key).await.unwrap().unwrap() })

@@ -29,23 +29,12 @@ async fn metrics(State(d): State<Arc<Dispatcher>>) -> Response {
     let Some(handle) = crate::metrics::install() else {
         return (StatusCode::SERVICE_UNAVAILABLE, "metrics are off\n").into_response();
     };
-    let mut linked: HashMap<String, u64> = d
-        .packs
-        .iter()
-        .map(|p| (p.service.name.clone(), 0))
-        .collect();
-    match d.brain.keys("cred/").await {
-        Ok(keys) => {
-            for k in keys {
-                // cred/<adapter>/<workspace>/<user>/<service>
-                if let Some(service) = k.to_string().rsplit('/').next() {
-                    if let Some(n) = linked.get_mut(service) {
-                        *n += 1;
-                    }
-                }
-            }
-            for (service, n) in linked {
-                metrics::gauge!("deputy_linked_users", "service" => service).set(n as f64);
+    match crate::brain::admin::linked_by_service(&d.brain).await {
+        Ok(linked) => {
+            for pack in d.packs.iter() {
+                let n = linked.get(&pack.service.name).copied().unwrap_or(0);
+                metrics::gauge!("deputy_linked_users", "service" => pack.service.name.clone())
+                    .set(n as f64);
             }
         }
         Err(e) => tracing::warn!(error = %format!("{e:#}"), "metrics: cannot count linked users"),

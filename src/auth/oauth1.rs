@@ -381,15 +381,7 @@ async fn finish_callback(
     let to = conversation.message();
     let Some(verifier) = verifier else {
         forget(cx, &owner, service, request_token).await?;
-        cx.outbox
-            .notify(
-                &to,
-                Reply::private(format!(
-                    "You declined the {service} sign-in; nothing was linked."
-                )),
-            )
-            .await;
-        return Ok((false, "You declined; nothing was linked.".into()));
+        return Ok(replies::declined(&cx.outbox, &to, service).await);
     };
     let finished = finish(cx, pack, flow, verifier).await?;
     cx.outbox

@@ -553,15 +553,7 @@ async fn callback(
         ));
     }
     let Some(code) = code else {
-        cx.outbox
-            .notify(
-                &to,
-                Reply::private(format!(
-                    "You declined the {service} sign-in; nothing was linked."
-                )),
-            )
-            .await;
-        return Ok((false, "You declined; nothing was linked.".into()));
+        return Ok(replies::declined(&cx.outbox, &to, service).await);
     };
     let client = match client(cx, pack) {
         Ok(c) => c,

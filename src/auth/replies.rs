@@ -1,7 +1,7 @@
 //! Replies every auth kind shares: "link your account first", a key pasted in public, a
 //! built-in that does not fit the service's kind, and what `logout` forgot.
 
-use crate::message::{Adapter, Deleted, Message, Reply};
+use crate::message::{Adapter, Deleted, Message, Outbox, Reply};
 use crate::pack::Pack;
 
 /// A command needs an account the user has not linked, on a service that signs in with a link.
@@ -87,4 +87,17 @@ pub fn forgotten(pack: &Pack, what: &str, existed: bool) -> Reply {
     } else {
         format!("You had no {} {what} linked; nothing to do.", s.name)
     })
+}
+
+/// The user declined on the provider's page: told in chat, and the callback page's outcome.
+pub async fn declined(outbox: &Outbox, to: &Message, service: &str) -> (bool, String) {
+    outbox
+        .notify(
+            to,
+            Reply::private(format!(
+                "You declined the {service} sign-in; nothing was linked."
+            )),
+        )
+        .await;
+    (false, "You declined; nothing was linked.".into())
 }

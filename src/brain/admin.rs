@@ -104,6 +104,18 @@ pub async fn stats(brain: &Brain, dir: &Path) -> anyhow::Result<Stats> {
     Ok(stats)
 }
 
+/// Linked credentials per service, from one scan of the key paths (no record opened).
+pub async fn linked_by_service(brain: &Brain) -> anyhow::Result<BTreeMap<String, u64>> {
+    let mut out = BTreeMap::new();
+    for key in brain.store().keys(b"cred/").await? {
+        let p = parts(&key);
+        if p.len() == 5 {
+            *out.entry(p[4].clone()).or_default() += 1;
+        }
+    }
+    Ok(out)
+}
+
 /// What `verify` found.
 #[derive(Debug, Default)]
 pub struct Verified {

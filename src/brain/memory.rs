@@ -5,8 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
-use super::writer::{Engine, Write, Writer};
-use super::Store;
+use super::writer::{Engine, GroupCommitStore, Reads, Write, Writer};
 
 type Map = Arc<Mutex<BTreeMap<Vec<u8>, Vec<u8>>>>;
 
@@ -75,50 +74,13 @@ impl Engine for MemoryEngine {
     }
 }
 
-pub struct MemoryStore {
-    engine: MemoryEngine,
-    writer: Writer,
-}
-
-impl MemoryStore {
-    pub fn new() -> std::io::Result<MemoryStore> {
-        let engine = MemoryEngine::default();
-        Ok(MemoryStore {
-            writer: Writer::start(engine.clone())?,
-            engine,
-        })
+impl Reads for MemoryEngine {
+    fn read(&self, key: &[u8]) -> anyhow::Result<Option<Vec<u8>>> {
+        Engine::get(self, key)
     }
 
-    /// The switches of this store's "disk".
-    pub fn engine(&self) -> &MemoryEngine {
-        &self.engine
-    }
-}
-
-#[async_trait::async_trait]
-impl Store for MemoryStore {
-    async fn get(&self, key: &[u8]) -> anyhow::Result<Option<Vec<u8>>> {
-        self.engine.get(key)
-    }
-
-    async fn put(&self, key: &[u8], value: Vec<u8>) -> anyhow::Result<()> {
-        self.writer
-            .write(key.to_vec(), Some(value))
-            .await
-            .map(|_| ())
-    }
-
-    async fn delete(&self, key: &[u8]) -> anyhow::Result<bool> {
-        self.writer.write(key.to_vec(), None).await
-    }
-
-    async fn put_all(&self, writes: Vec<Write>) -> anyhow::Result<()> {
-        self.writer.write_all(writes).await
-    }
-
-    async fn keys(&self, prefix: &[u8]) -> anyhow::Result<Vec<Vec<u8>>> {
+    fn list(&self, prefix: &[u8]) -> anyhow::Result<Vec<Vec<u8>>> {
         Ok(self
-            .engine
             .data
             .lock()
             .expect("memory store poisoned")
@@ -129,24 +91,22 @@ impl Store for MemoryStore {
             .cloned()
             .collect())
     }
+}
 
-    async fn increment(&self, counter: &[u8], expires_at: u64) -> anyhow::Result<u64> {
-        self.writer.increment(counter, expires_at).await
+/// In memory, behind the same writer as sled.
+pub type MemoryStore = GroupCommitStore<MemoryEngine>;
+
+impl GroupCommitStore<MemoryEngine> {
+    pub fn new() -> std::io::Result<MemoryStore> {
+        let engine = MemoryEngine::default();
+        Ok(GroupCommitStore {
+            writer: Writer::start(engine.clone())?,
+            reads: engine,
+        })
     }
 
-    async fn put_if_absent(
-        &self,
-        key: &[u8],
-        value: Vec<u8>,
-        expires_at: u64,
-    ) -> anyhow::Result<bool> {
-        self.writer.put_if_absent(key, value, expires_at).await
-    }
-
-    async fn remove_marker(&self, key: &[u8]) -> anyhow::Result<()> {
-        self.writer
-            .write(super::private_key(key), None)
-            .await
-            .map(|_| ())
+    /// The switches of this store's "disk".
+    pub fn engine(&self) -> &MemoryEngine {
+        &self.reads
     }
 }

@@ -8,15 +8,11 @@
 //! with an older commit than the file names has lost acknowledged writes, and is refused.
 
 use std::path::Path;
-use std::sync::Arc;
 
-use super::writer::{Engine, Write, Writer, WriterStats};
-use super::Store;
+use super::writer::{Engine, GroupCommitStore, Reads, Write, Writer};
 
-pub struct SledStore {
-    db: sled::Db,
-    writer: Writer,
-}
+/// Reads straight from sled; writes through the group-commit writer.
+pub type SledStore = GroupCommitStore<sled::Db>;
 
 struct SledEngine {
     db: sled::Db,
@@ -80,7 +76,7 @@ impl Engine for SledEngine {
     }
 }
 
-impl SledStore {
+impl GroupCommitStore<sled::Db> {
     /// Opens the database; a second open of the same path (another process) fails on sled's
     /// file lock, which this message explains. A damaged database is an error, not a panic.
     pub fn open(path: &Path, commit_path: &Path) -> Result<SledStore, String> {
@@ -166,63 +162,23 @@ impl SledStore {
         };
         let writer =
             Writer::start(engine).map_err(|e| format!("cannot start the brain's writer: {e}"))?;
-        Ok(SledStore { db, writer })
-    }
-
-    pub fn writer_stats(&self) -> Arc<WriterStats> {
-        self.writer.stats.clone()
+        Ok(GroupCommitStore { reads: db, writer })
     }
 }
 
-#[async_trait::async_trait]
-impl Store for SledStore {
-    async fn get(&self, key: &[u8]) -> anyhow::Result<Option<Vec<u8>>> {
-        Ok(self.db.get(key)?.map(|v| v.to_vec()))
+impl Reads for sled::Db {
+    fn read(&self, key: &[u8]) -> anyhow::Result<Option<Vec<u8>>> {
+        Ok(sled::Tree::get(self, key)?.map(|v| v.to_vec()))
     }
 
-    async fn put(&self, key: &[u8], value: Vec<u8>) -> anyhow::Result<()> {
-        self.writer
-            .write(key.to_vec(), Some(value))
-            .await
-            .map(|_| ())
-    }
-
-    async fn delete(&self, key: &[u8]) -> anyhow::Result<bool> {
-        self.writer.write(key.to_vec(), None).await
-    }
-
-    async fn put_all(&self, writes: Vec<(Vec<u8>, Option<Vec<u8>>)>) -> anyhow::Result<()> {
-        self.writer.write_all(writes).await
-    }
-
-    async fn keys(&self, prefix: &[u8]) -> anyhow::Result<Vec<Vec<u8>>> {
+    fn list(&self, prefix: &[u8]) -> anyhow::Result<Vec<Vec<u8>>> {
         let mut out = Vec::new();
-        for k in self.db.scan_prefix(prefix).keys() {
+        for k in self.scan_prefix(prefix).keys() {
             let k = k?;
             if !super::is_private(&k) {
                 out.push(k.to_vec());
             }
         }
         Ok(out)
-    }
-
-    async fn increment(&self, counter: &[u8], expires_at: u64) -> anyhow::Result<u64> {
-        self.writer.increment(counter, expires_at).await
-    }
-
-    async fn put_if_absent(
-        &self,
-        key: &[u8],
-        value: Vec<u8>,
-        expires_at: u64,
-    ) -> anyhow::Result<bool> {
-        self.writer.put_if_absent(key, value, expires_at).await
-    }
-
-    async fn remove_marker(&self, key: &[u8]) -> anyhow::Result<()> {
-        self.writer
-            .write(super::private_key(key), None)
-            .await
-            .map(|_| ())
     }
 }

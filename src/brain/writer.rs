@@ -12,6 +12,8 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::Store;
+
 /// Queue depth before writers wait: backpressure instead of unbounded memory.
 const QUEUE: usize = 4096;
 /// Most writes applied under one flush.
@@ -173,6 +175,67 @@ impl Drop for Writer {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+/// Where a writer-backed store reads: straight from the engine's data, not through the
+/// queue, so reads never wait behind writes.
+pub trait Reads: Send + Sync + 'static {
+    fn read(&self, key: &[u8]) -> anyhow::Result<Option<Vec<u8>>>;
+    /// Keys under `prefix`, counters and locks left out.
+    fn list(&self, prefix: &[u8]) -> anyhow::Result<Vec<Vec<u8>>>;
+}
+
+/// A [`Store`] whose writes all go through one group-commit [`Writer`]: sled in production,
+/// memory in tests.
+pub struct GroupCommitStore<R> {
+    pub(super) reads: R,
+    pub(super) writer: Writer,
+}
+
+#[async_trait::async_trait]
+impl<R: Reads> Store for GroupCommitStore<R> {
+    async fn get(&self, key: &[u8]) -> anyhow::Result<Option<Vec<u8>>> {
+        self.reads.read(key)
+    }
+
+    async fn put(&self, key: &[u8], value: Vec<u8>) -> anyhow::Result<()> {
+        self.writer
+            .write(key.to_vec(), Some(value))
+            .await
+            .map(|_| ())
+    }
+
+    async fn delete(&self, key: &[u8]) -> anyhow::Result<bool> {
+        self.writer.write(key.to_vec(), None).await
+    }
+
+    async fn put_all(&self, writes: Vec<Write>) -> anyhow::Result<()> {
+        self.writer.write_all(writes).await
+    }
+
+    async fn keys(&self, prefix: &[u8]) -> anyhow::Result<Vec<Vec<u8>>> {
+        self.reads.list(prefix)
+    }
+
+    async fn increment(&self, counter: &[u8], expires_at: u64) -> anyhow::Result<u64> {
+        self.writer.increment(counter, expires_at).await
+    }
+
+    async fn put_if_absent(
+        &self,
+        key: &[u8],
+        value: Vec<u8>,
+        expires_at: u64,
+    ) -> anyhow::Result<bool> {
+        self.writer.put_if_absent(key, value, expires_at).await
+    }
+
+    async fn remove_marker(&self, key: &[u8]) -> anyhow::Result<()> {
+        self.writer
+            .write(super::private_key(key), None)
+            .await
+            .map(|_| ())
     }
 }
 

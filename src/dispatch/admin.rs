@@ -93,18 +93,11 @@ pub async fn handle(d: &Dispatcher, msg: &Message, args: &[String]) -> Handled {
             reply(format!("For {}: {}", id(&who), text.join(" ")))
         }
         (Some("stats"), []) => {
+            let linked = crate::brain::admin::linked_by_service(&d.brain).await?;
             let mut lines = Vec::new();
             let mut total = 0;
             for pack in d.packs.iter() {
-                let n = d
-                    .brain
-                    .keys("cred/")
-                    .await?
-                    .iter()
-                    .filter(|k| {
-                        k.to_string().rsplit('/').next() == Some(pack.service.name.as_str())
-                    })
-                    .count();
+                let n = linked.get(&pack.service.name).copied().unwrap_or(0);
                 total += n;
                 lines.push(format!("• {}: {n} linked", pack.service.name));
             }
