@@ -70,22 +70,41 @@ pub fn words(text: &str) -> Result<Vec<String>, ParseError> {
     shell_words::split(text).map_err(|_| ParseError::UnclosedQuote)
 }
 
+/// The built-ins, by their one name.
+const BUILTINS: [&str; 6] = ["setupauth", "setkey", "logout", "whoami", "help", "auth"];
+
 /// Rewrites the spellings people type for a built-in into its one name: `set up auth`,
 /// `set-up-auth`, `setup auth` all mean `setupauth` (Hubot users typed them all).
+///
+/// Runs on every message, so it compares lowercased characters as they come instead of
+/// building lowercased copies; only a match allocates.
 pub fn normalize_builtin(words: &[String]) -> Option<(String, usize)> {
-    let lower: Vec<String> = words.iter().take(3).map(|w| w.to_lowercase()).collect();
-    let joined3 = lower.join("");
-    if lower.len() >= 3 && joined3 == "setupauth" {
+    if words.len() >= 3 && spells(&words[..3], "setupauth", false) {
         return Some(("setupauth".into(), 3));
     }
-    if lower.len() >= 2 && lower[..2].concat() == "setupauth" {
+    if words.len() >= 2 && spells(&words[..2], "setupauth", false) {
         return Some(("setupauth".into(), 2));
     }
-    let first = lower.first()?;
-    let name = first.replace(['-', '_'], "");
-    match name.as_str() {
-        "setupauth" | "setkey" | "logout" | "whoami" | "help" | "auth" => Some((name, 1)),
-        _ => None,
+    let first = words.first()?;
+    BUILTINS
+        .iter()
+        .find(|b| spells(std::slice::from_ref(first), b, true))
+        .map(|b| (b.to_string(), 1))
+}
+
+/// Whether `words`, lowercased and joined (without `-` and `_` when `loose`), are `target`.
+fn spells(words: &[String], target: &str, loose: bool) -> bool {
+    let mut want = target.chars();
+    let mut got = words
+        .iter()
+        .flat_map(|w| w.chars().flat_map(char::to_lowercase))
+        .filter(|c| !(loose && matches!(c, '-' | '_')));
+    loop {
+        match (got.next(), want.next()) {
+            (None, None) => return true,
+            (a, b) if a == b => {}
+            _ => return false,
+        }
     }
 }
 
@@ -152,5 +171,66 @@ mod tests {
             Some(("setkey".into(), 1))
         );
         assert_eq!(normalize_builtin(&w("build x")), None);
+    }
+
+    /// The first, allocating version, kept as the oracle for the one that compares in place.
+    fn normalize_by_copying(words: &[String]) -> Option<(String, usize)> {
+        let lower: Vec<String> = words.iter().take(3).map(|w| w.to_lowercase()).collect();
+        if lower.len() >= 3 && lower.join("") == "setupauth" {
+            return Some(("setupauth".into(), 3));
+        }
+        if lower.len() >= 2 && lower[..2].concat() == "setupauth" {
+            return Some(("setupauth".into(), 2));
+        }
+        let name = lower.first()?.replace(['-', '_'], "");
+        BUILTINS.contains(&name.as_str()).then_some((name, 1))
+    }
+
+    #[test]
+    fn normalize_agrees_with_copying_version() {
+        let pieces = [
+            "",
+            "set",
+            "SET",
+            "up",
+            "Up",
+            "auth",
+            "AUTH",
+            "setup",
+            "setupauth",
+            "set-up-auth",
+            "Set_Key",
+            "setkey",
+            "logout",
+            "LOG-OUT",
+            "who_ami",
+            "help",
+            "h",
+            "authx",
+            "é",
+            "\u{212A}",
+            "seTUPa",
+            "uth",
+            "-",
+            "build",
+        ];
+        let mut n = 0;
+        for a in pieces {
+            for b in pieces {
+                for c in ["", "auth", "x", "AUTH"] {
+                    for len in 0..=3 {
+                        let words: Vec<String> =
+                            [a, b, c].iter().take(len).map(|s| s.to_string()).collect();
+                        assert_eq!(
+                            normalize_builtin(&words),
+                            normalize_by_copying(&words),
+                            "{words:?}"
+                        );
+                        n += 1;
+                    }
+                }
+            }
+        }
+        assert!(n > 1000);
     }
 }
