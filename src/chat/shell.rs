@@ -4,15 +4,20 @@
 //!
 //! Through a pipe the shell reads no faster than it answers: at most [`IN_FLIGHT`] messages
 //! are being handled at once, so a burst of any size costs the same memory. Replies go to one
-//! writer thread that buffers stdout and flushes whenever it has caught up, so no async worker
-//! ever blocks on a full pipe or a stdout lock.
+//! writer thread, so no async worker ever blocks on a full pipe or a stdout lock.
+//!
+//! A burst is cheap because nothing wakes another thread per message: the reader stops at
+//! [`IN_FLIGHT`] and is woken once half of them are answered, and replies collect in a buffer
+//! the writer takes whole: at once when nothing else is in flight, else when [`BATCH`] bytes
+//! have collected or [`LINGER`] has passed.
 
 use std::io::{IsTerminal, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use tokio::io::AsyncBufReadExt;
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot, Notify};
 
 use super::{Adapter, Deleted, Message, Reply, Runner, Visibility};
 
@@ -86,57 +91,149 @@ async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
 
 /// Messages being handled at once when reading a pipe.
 pub const IN_FLIGHT: usize = 1024;
+/// Replies the writer lets collect before it writes them out.
+pub const BATCH: usize = 32 * 1024;
+/// The longest a reply waits in the buffer while other messages are still in flight.
+pub const LINGER: Duration = Duration::from_micros(200);
 
 /// Where replies go: the stdout writer thread, or rustyline's printer so the prompt survives.
 enum Output {
-    Stdout(mpsc::Sender<Out>),
+    Stdout(Arc<Writer>),
     Printer(Mutex<Box<dyn rustyline::ExternalPrinter + Send>>),
 }
 
-enum Out {
-    Line(String),
-    /// Flush everything before this, then answer.
-    Sync(oneshot::Sender<()>),
+/// Messages of a pipe being handled, and the reader waiting for room.
+#[derive(Default)]
+struct Flow {
+    in_flight: AtomicUsize,
+    room: Notify,
 }
 
-/// The stdout writer: buffered, flushed each time the queue runs dry.
-fn stdout_writer() -> mpsc::Sender<Out> {
-    let (tx, mut rx) = mpsc::channel::<Out>(IN_FLIGHT);
-    std::thread::spawn(move || {
-        let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
-        while let Some(first) = rx.blocking_recv() {
-            let mut next = Some(first);
-            while let Some(item) = next {
-                match item {
-                    // A closed stdout (the reader went away) is not worth a panic.
-                    Out::Line(text) => {
-                        let _ = out.write_all(text.as_bytes());
-                        let _ = out.write_all(b"\n");
-                    }
-                    Out::Sync(done) => {
-                        let _ = out.flush();
-                        let _ = done.send(());
-                    }
-                }
-                next = rx.try_recv().ok();
-            }
-            let _ = out.flush();
+impl Flow {
+    /// Waits until another message may be read.
+    async fn admit(&self) {
+        while self.in_flight.load(Ordering::Acquire) >= IN_FLIGHT {
+            self.room.notified().await;
         }
-    });
-    tx
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// One message answered; returns how many are left in flight.
+    fn done(&self) -> usize {
+        let left = self.in_flight.fetch_sub(1, Ordering::AcqRel) - 1;
+        // Wake the reader once per half window, not once per message.
+        if left == IN_FLIGHT / 2 {
+            self.room.notify_one();
+        }
+        left
+    }
+}
+
+/// Replies waiting for the writer thread, and what it is asked to do.
+#[derive(Default)]
+struct Pending {
+    bytes: Vec<u8>,
+    /// Write out now instead of lingering (nothing else is in flight, or enough collected).
+    now: bool,
+    /// Answered once everything before them is written.
+    synced: Vec<oneshot::Sender<()>>,
+}
+
+/// The stdout writer: one thread that takes the collected replies whole. It lives as long as
+/// the process; the shell syncs with it before exiting.
+struct Writer {
+    pending: Mutex<Pending>,
+    ready: Condvar,
+}
+
+impl Writer {
+    fn start() -> Arc<Writer> {
+        let w = Arc::new(Writer {
+            pending: Mutex::new(Pending::default()),
+            ready: Condvar::new(),
+        });
+        let writer = w.clone();
+        std::thread::spawn(move || writer.run());
+        w
+    }
+
+    /// Adds one line; `idle` when no other message is in flight, so no more is coming soon.
+    fn line(&self, text: &str, idle: bool) {
+        let mut p = self.pending.lock().expect("writer poisoned");
+        let was_empty = p.bytes.is_empty();
+        p.bytes.extend_from_slice(text.as_bytes());
+        p.bytes.push(b'\n');
+        if idle || p.bytes.len() >= BATCH {
+            p.now = true;
+            self.ready.notify_one();
+        } else if was_empty {
+            self.ready.notify_one();
+        }
+    }
+
+    /// Asks for what collected to be written now.
+    fn flush(&self) {
+        let mut p = self.pending.lock().expect("writer poisoned");
+        if !p.bytes.is_empty() {
+            p.now = true;
+            self.ready.notify_one();
+        }
+    }
+
+    /// Waits until everything added so far is written out.
+    async fn sync(&self) {
+        let (done, written) = oneshot::channel();
+        {
+            let mut p = self.pending.lock().expect("writer poisoned");
+            p.synced.push(done);
+            p.now = true;
+            self.ready.notify_one();
+        }
+        let _ = written.await;
+    }
+
+    fn run(&self) {
+        let mut out = std::io::stdout().lock();
+        let mut spare = Vec::with_capacity(BATCH);
+        loop {
+            let synced = {
+                let mut p = self.pending.lock().expect("writer poisoned");
+                while p.bytes.is_empty() && p.synced.is_empty() {
+                    p = self.ready.wait(p).expect("writer poisoned");
+                }
+                if !p.now {
+                    // More replies are on their way: let them join this write.
+                    p = self
+                        .ready
+                        .wait_timeout_while(p, LINGER, |p| !p.now)
+                        .expect("writer poisoned")
+                        .0;
+                }
+                p.now = false;
+                std::mem::swap(&mut p.bytes, &mut spare);
+                std::mem::take(&mut p.synced)
+            };
+            // A closed stdout (the reader went away) is not worth a panic.
+            let _ = out.write_all(&spare);
+            let _ = out.flush();
+            spare.clear();
+            for done in synced {
+                let _ = done.send(());
+            }
+        }
+    }
 }
 
 struct ShellAdapter {
     output: Output,
     show_user: bool,
+    flow: Arc<Flow>,
 }
 
 impl ShellAdapter {
     async fn print(&self, text: String) {
         match &self.output {
-            Output::Stdout(tx) => {
-                let _ = tx.send(Out::Line(text)).await;
-            }
+            Output::Stdout(w) => w.line(&text, self.flow.in_flight.load(Ordering::Acquire) == 0),
             Output::Printer(p) => {
                 let _ = p
                     .lock()
@@ -148,20 +245,26 @@ impl ShellAdapter {
 
     /// Returns once everything printed so far is written out.
     async fn sync(&self) {
-        if let Output::Stdout(tx) = &self.output {
-            let (done, written) = oneshot::channel();
-            if tx.send(Out::Sync(done)).await.is_ok() {
-                let _ = written.await;
-            }
+        if let Output::Stdout(w) = &self.output {
+            w.sync().await;
         }
     }
 }
 
-/// The shell adapter as one message sees it: holding the message's in-flight permit until
-/// the runner has sent its replies and dropped it.
+/// The shell adapter as one message sees it: counted in flight until the runner has sent
+/// its replies and dropped it.
 struct Tracked {
     inner: Arc<ShellAdapter>,
-    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        if self.inner.flow.done() == 0 {
+            if let Output::Stdout(w) = &self.inner.output {
+                w.flush();
+            }
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -197,18 +300,37 @@ impl Adapter for ShellAdapter {
     }
 }
 
+/// Where lines come from: the pipe itself, read in this task (no hand-off per line), or
+/// rustyline's thread in a terminal.
+enum Input {
+    Pipe(tokio::io::BufReader<tokio::io::Stdin>),
+    Terminal(mpsc::Receiver<String>),
+}
+
+impl Input {
+    async fn next(&mut self) -> Option<String> {
+        match self {
+            Input::Pipe(r) => read_line(r, MAX_LINE).await.ok().flatten(),
+            Input::Terminal(rx) => rx.recv().await,
+        }
+    }
+}
+
 /// Reads messages until end of input (or `/quit`), then waits for every reply.
 pub async fn run(runner: Arc<Runner>, options: ShellOptions) -> anyhow::Result<()> {
-    let (lines_tx, mut lines) = mpsc::channel::<String>(IN_FLIGHT);
+    let flow = Arc::new(Flow::default());
     let adapter: Arc<ShellAdapter>;
+    let mut input;
     // Only a pipe needs the limit: a person types slower than any answer.
-    let mut limit = None;
-    if std::io::stdin().is_terminal() {
+    let pipe = !std::io::stdin().is_terminal();
+    if !pipe {
+        let (lines_tx, lines) = mpsc::channel::<String>(16);
         let mut editor = rustyline::DefaultEditor::new()?;
         let printer = editor.create_external_printer()?;
         adapter = Arc::new(ShellAdapter {
             output: Output::Printer(Mutex::new(Box::new(printer))),
             show_user: options.show_user,
+            flow: flow.clone(),
         });
         adapter
             .print(format!(
@@ -230,20 +352,17 @@ pub async fn run(runner: Arc<Runner>, options: ShellOptions) -> anyhow::Result<(
                 }
             }
         });
+        input = Input::Terminal(lines);
     } else {
         adapter = Arc::new(ShellAdapter {
-            output: Output::Stdout(stdout_writer()),
+            output: Output::Stdout(Writer::start()),
             show_user: options.show_user,
+            flow: flow.clone(),
         });
-        limit = Some(Arc::new(Semaphore::new(IN_FLIGHT)));
-        tokio::spawn(async move {
-            let mut stdin = tokio::io::BufReader::with_capacity(64 * 1024, tokio::io::stdin());
-            while let Ok(Some(line)) = read_line(&mut stdin, MAX_LINE).await {
-                if lines_tx.send(line).await.is_err() {
-                    break;
-                }
-            }
-        });
+        input = Input::Pipe(tokio::io::BufReader::with_capacity(
+            64 * 1024,
+            tokio::io::stdin(),
+        ));
     }
 
     runner
@@ -252,7 +371,7 @@ pub async fn run(runner: Arc<Runner>, options: ShellOptions) -> anyhow::Result<(
     runner.dispatcher().resume_background().await;
     let mut state = options;
     let counter = AtomicU64::new(0);
-    while let Some(line) = lines.recv().await {
+    while let Some(line) = input.next().await {
         if line == TOO_LONG {
             adapter
                 .print(format!(
@@ -293,13 +412,13 @@ pub async fn run(runner: Arc<Runner>, options: ShellOptions) -> anyhow::Result<(
             direct: !state.public,
             text: line.to_string(),
         };
-        let permit = match &limit {
-            Some(l) => Some(l.clone().acquire_owned().await?),
-            None => None,
-        };
+        if pipe {
+            flow.admit().await;
+        } else {
+            flow.in_flight.fetch_add(1, Ordering::AcqRel);
+        }
         let tracked = Arc::new(Tracked {
             inner: adapter.clone(),
-            _permit: permit,
         });
         runner.submit(message, tracked);
     }
