@@ -45,6 +45,9 @@ pub struct BotConfig {
     /// Operators who may use `admin …` in chat, as `adapter:workspace:user`
     /// (`"slack:T123:U456"`, `"shell:local:alice"`).
     pub admins: Vec<String>,
+    /// Seconds a user has to confirm a command whose pack says `confirm = true`; after that
+    /// the Confirm button does nothing and the command must be asked again.
+    pub confirm_ttl_secs: u64,
 }
 
 /// `[permissions]`: group name → members (`adapter:workspace:user`), for pack commands that
@@ -185,6 +188,7 @@ impl Default for BotConfig {
             aliases: Vec::new(),
             packs: PathBuf::from("commands"),
             admins: Vec::new(),
+            confirm_ttl_secs: 120,
         }
     }
 }

@@ -1,11 +1,17 @@
 //! What adapters, the dispatcher and the auth kinds exchange: a [`Message`] in, [`Reply`]s out,
 //! the [`Adapter`] trait a chat platform implements, the [`Outbox`] that reaches a user outside
 //! a reply, and the split between a user's error (a reply) and an [`Internal`] one (logged).
+//!
+//! Besides text, a reply may carry [`Button`]s or ask the adapter to open a private
+//! [`SecretForm`]; what the user does with them comes back as an [`Interaction`]. An adapter
+//! says what it can show with [`Adapter::surfaces`]; the dispatcher writes a text-only reply
+//! (type `yes` to confirm) for one that shows neither.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use crate::brain::Owner;
+use crate::secret::Secret;
 
 /// One chat message as an adapter saw it.
 #[derive(Debug, Clone)]
@@ -51,6 +57,15 @@ pub enum Visibility {
 pub struct Reply {
     pub text: String,
     pub visibility: Visibility,
+    /// Buttons under the text; a click comes back as [`Interaction::Button`] with the button's
+    /// id. Set only for adapters whose [`Surfaces::buttons`] is true, except link buttons
+    /// ([`Button::url`]), which an adapter without buttons ignores.
+    pub buttons: Vec<Button>,
+    /// Instead of a message: open this private form for the user (a Slack modal, a Discord
+    /// modal), in answer to the interaction that brought the message. Only set when
+    /// [`Surfaces::forms`] is true for that message; `text` is then what an adapter posts if
+    /// opening the form fails.
+    pub form: Option<SecretForm>,
 }
 
 impl Reply {
@@ -58,13 +73,115 @@ impl Reply {
         Reply {
             text: text.into(),
             visibility: Visibility::Conversation,
+            buttons: Vec::new(),
+            form: None,
         }
     }
 
     pub fn private(text: impl Into<String>) -> Reply {
         Reply {
-            text: text.into(),
             visibility: Visibility::OnlyUser,
+            ..Reply::new(text)
+        }
+    }
+
+    /// The same reply with buttons under its text.
+    pub fn with_buttons(mut self, buttons: Vec<Button>) -> Reply {
+        self.buttons = buttons;
+        self
+    }
+}
+
+/// How a button looks: the platform's primary (blue/green) or danger (red) style.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ButtonStyle {
+    Primary,
+    Danger,
+    /// The platform's plain button (Cancel).
+    Secondary,
+}
+
+/// A button under a reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Button {
+    /// The callback id to hand back in [`Interaction::Button`]: opaque, unguessable, at most
+    /// [`MAX_CALLBACK_ID`] ASCII characters (Slack `action_id`, Discord `custom_id`).
+    /// [`LINK_BUTTON_ID`] for a link button.
+    pub id: String,
+    pub label: String,
+    pub style: ButtonStyle,
+    /// A link button: opens this URL in the browser and hands nothing back (a sign-in link,
+    /// also written in the reply's text, so adapters without buttons may ignore it).
+    pub url: Option<String>,
+}
+
+/// The id of every link button. Slack still reports clicks on them (`block_actions`); the
+/// dispatcher answers those with nothing.
+pub const LINK_BUTTON_ID: &str = "deputy-link";
+
+impl Button {
+    /// A button whose click comes back as an interaction with `id`.
+    pub fn new(id: impl Into<String>, label: impl Into<String>, style: ButtonStyle) -> Button {
+        Button {
+            id: id.into(),
+            label: label.into(),
+            style,
+            url: None,
+        }
+    }
+
+    /// A button that opens `url`.
+    pub fn link(label: impl Into<String>, url: impl Into<String>) -> Button {
+        Button {
+            id: LINK_BUTTON_ID.into(),
+            label: label.into(),
+            style: ButtonStyle::Primary,
+            url: Some(url.into()),
+        }
+    }
+}
+
+/// A private form with one password-style input: a secret typed here never becomes a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretForm {
+    /// The callback id to hand back in [`Interaction::Form`] (Slack `callback_id`, Discord
+    /// modal `custom_id`); the same shape as [`Button::id`].
+    pub id: String,
+    /// The form's title (at most 24 characters: Slack's limit for a modal title).
+    pub title: String,
+    /// The input's label (at most 45 characters: Discord's limit).
+    pub label: String,
+    /// The placeholder inside the input (what to paste: `user:token`).
+    pub hint: String,
+}
+
+/// The longest callback id deputy makes (Discord allows 100 characters, Slack 255).
+pub const MAX_CALLBACK_ID: usize = 64;
+
+/// What an adapter can show for replies to one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Surfaces {
+    /// Buttons under a reply, whose clicks come back as interactions.
+    pub buttons: bool,
+    /// A [`SecretForm`] can be opened now, in answer to this message (Slack: it came with a
+    /// `trigger_id`; Discord: it is an interaction not yet answered).
+    pub forms: bool,
+}
+
+/// What a user did with a button or form deputy offered, as the adapter received it.
+#[derive(Debug, Clone)]
+pub enum Interaction {
+    /// A click on the button with this id.
+    Button { id: String },
+    /// A submitted form: its id and the one value typed into it.
+    Form { id: String, value: Secret },
+}
+
+impl Interaction {
+    /// The callback id the adapter received.
+    pub fn id(&self) -> &str {
+        match self {
+            Interaction::Button { id } | Interaction::Form { id, .. } => id,
         }
     }
 }
@@ -88,6 +205,10 @@ pub trait Adapter: Send + Sync + 'static {
     /// guard is dropped. Most adapters show nothing.
     async fn busy(&self, _message: &Message) -> Option<Box<dyn Send>> {
         None
+    }
+    /// What replies to `message` may carry besides text. Text only unless the adapter says so.
+    fn surfaces(&self, _message: &Message) -> Surfaces {
+        Surfaces::default()
     }
 }
 

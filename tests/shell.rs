@@ -624,3 +624,101 @@ async fn a_command_allowed_to_a_group_refuses_others_and_says_who_can() {
         "bob's build never left deputy"
     );
 }
+
+#[tokio::test]
+async fn a_command_that_asks_first_runs_only_after_the_same_users_typed_yes() {
+    let jenkins = FakeJenkins::start().await;
+    let deputy = Deputy::new(&jenkins.url, "");
+    deputy
+        .shell(&["--user", "alice"], &[&setkey(ALICE_KEY)])
+        .await
+        .ok();
+    let run = deputy
+        .shell(
+            &["--user", "alice", "--show-user", "--public"],
+            &[
+                "@deputy jenkins abort deploy",
+                // Someone else's yes, in the same channel, confirms nothing.
+                "/user bob",
+                "@deputy yes",
+                "/user alice",
+                "yes",
+                // Used once: a second yes finds nothing waiting.
+                "@deputy yes",
+            ],
+        )
+        .await
+        .ok();
+    let out = run.stdout();
+    assert!(
+        out.contains("[alice] Run `jenkins abort deploy` as you? (Abort the running (last) build of <job>.) Type `yes` to confirm or `no` to cancel, within 120 s."),
+        "{out}"
+    );
+    assert!(
+        out.contains("[bob] Nothing here is waiting for your yes or no"),
+        "{out}"
+    );
+    assert!(
+        out.contains("[alice] Asked Jenkins to abort the last build of deploy, as alice."),
+        "{out}"
+    );
+    assert!(
+        out.contains("[alice] Nothing here is waiting for your yes or no"),
+        "{out}"
+    );
+    assert_eq!(jenkins.seen(), vec![Seen::abort("alice", "deploy")]);
+}
+
+#[tokio::test]
+async fn a_typed_no_or_an_expired_question_runs_nothing() {
+    let jenkins = FakeJenkins::start().await;
+    let deputy = Deputy::new(&jenkins.url, "");
+    let run = deputy
+        .shell(
+            &["--user", "alice"],
+            &[&setkey(ALICE_KEY), "jenkins abort deploy", "no", "yes"],
+        )
+        .await
+        .ok();
+    let out = run.stdout();
+    assert!(
+        out.contains("Cancelled: `jenkins abort` was not run."),
+        "{out}"
+    );
+    assert!(
+        out.contains("Nothing here is waiting for your yes or no"),
+        "{out}"
+    );
+    assert!(jenkins.seen().is_empty(), "{:?}", jenkins.seen());
+
+    // A confirmation that lives 0 s has expired by the time the yes comes: no clock to wait for.
+    deputy.bot("confirm_ttl_secs = 0");
+    let run = deputy
+        .shell(&["--user", "alice"], &["jenkins abort deploy", "yes"])
+        .await
+        .ok();
+    let out = run.stdout();
+    assert!(out.contains("within 0 s"), "{out}");
+    assert!(
+        out.contains("That button or form has expired or was already used"),
+        "{out}"
+    );
+    assert!(jenkins.seen().is_empty(), "{:?}", jenkins.seen());
+}
+
+#[tokio::test]
+async fn help_says_which_commands_ask_first_and_bare_setkey_in_the_shell_asks_for_the_key() {
+    let jenkins = FakeJenkins::start().await;
+    let deputy = Deputy::new(&jenkins.url, "");
+    let run = deputy
+        .shell(&["--user", "alice"], &["jenkins help", "jenkins setkey"])
+        .await
+        .ok();
+    let out = run.stdout();
+    assert!(
+        out.contains("`jenkins abort <job>` — Abort the running (last) build of <job> (asks you to confirm first)"),
+        "{out}"
+    );
+    assert!(out.contains("Send the key after the command"), "{out}");
+    assert!(!out.contains("Link your account"), "{out}");
+}

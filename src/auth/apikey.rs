@@ -48,35 +48,57 @@ impl AuthScheme for ApiKey {
         pack: &Pack,
         args: &[String],
     ) -> Handled {
-        let s = &pack.service;
-        let usage = format!("`{} setkey <{}>`", s.prefixes[0], s.auth.hint());
-        let secret = match args {
-            [one] => one,
-            [] => return reply(format!("Send the key after the command: {usage}")),
-            _ => {
-                return reply(format!(
-                    "That is more than one word; a key has no spaces. Usage: {usage}"
-                ))
+        match args {
+            [one] => {
+                self.store_key(cx, msg, pack, &Secret::new(one.as_str()))
+                    .await
             }
-        };
+            [] => reply(format!("Send the key after the command: {}", usage(pack))),
+            _ => reply(format!(
+                "That is more than one word; a key has no spaces. Usage: {}",
+                usage(pack)
+            )),
+        }
+    }
+
+    fn takes_key(&self) -> bool {
+        true
+    }
+
+    /// A key from `setkey <key>` or from a private form: checked, stored, acknowledged.
+    async fn store_key(
+        &self,
+        cx: &AuthContext,
+        msg: &Message,
+        pack: &Pack,
+        key: &Secret,
+    ) -> Handled {
+        let s = &pack.service;
+        // A form keeps what was pasted around the key (a trailing newline); a word has none.
+        let secret = key.expose().trim();
+        if secret.is_empty() {
+            return reply(format!("That key is empty. Usage: {}", usage(pack)));
+        }
         if let AuthKind::Basic { .. } = s.auth {
             let ok = secret
                 .split_once(':')
                 .is_some_and(|(u, t)| !u.is_empty() && !t.is_empty());
             if !ok {
                 return reply(format!(
-                    "{} expects your user name and token joined by a colon. Usage: {usage}",
-                    s.name
+                    "{} expects your user name and token joined by a colon. Usage: {}",
+                    s.name,
+                    usage(pack)
                 ));
             }
         }
         if secret.chars().any(char::is_control) {
             return reply(format!(
-                "That key has characters a key cannot have. Usage: {usage}"
+                "That key has characters a key cannot have. Usage: {}",
+                usage(pack)
             ));
         }
         let credential = Credential::ApiKey {
-            secret: Secret::new(secret.as_str()),
+            secret: Secret::new(secret),
             linked_at: now_secs(),
         };
         // Acknowledged only once the brain has made the write durable.
@@ -141,6 +163,12 @@ impl AuthScheme for ApiKey {
             s.name, s.prefixes[0], s.auth.hint()
         ))))
     }
+}
+
+/// `` `jenkins setkey <user:token>` ``.
+fn usage(pack: &Pack) -> String {
+    let s = &pack.service;
+    format!("`{} setkey <{}>`", s.prefixes[0], s.auth.hint())
 }
 
 fn ago(then: u64) -> String {

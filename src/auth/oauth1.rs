@@ -88,7 +88,7 @@ fn callback_url(cx: &AuthContext, pack: &Pack) -> String {
 /// `setupauth`: a fresh request token and the link to authorize it, sent only to the user.
 async fn setupauth(cx: &AuthContext, msg: &Message, pack: &Pack) -> Handled {
     Ok(vec![match start(cx, msg, pack).await? {
-        Ok(link) => Reply::private(link),
+        Ok(link) => replies::sign_in(link, &pack.service.name),
         Err(reply) => reply,
     }])
 }

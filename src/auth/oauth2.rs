@@ -260,7 +260,7 @@ struct MagicPending {
 async fn setupauth(k: &OAuth2, cx: &AuthContext, msg: &Message, pack: &Pack) -> Handled {
     Ok(vec![
         match start(k, cx, &Conversation::of(msg), pack).await? {
-            Ok(text) => Reply::private(text),
+            Ok(text) => replies::sign_in(text, &pack.service.name),
             Err(r) => r,
         },
     ])

@@ -1,8 +1,22 @@
 //! Replies every auth kind shares: "link your account first", a key pasted in public, a
 //! built-in that does not fit the service's kind, and what `logout` forgot.
 
-use crate::message::{Adapter, Deleted, Message, Outbox, Reply};
+use crate::message::{Adapter, Button, Deleted, Message, Outbox, Reply};
 use crate::pack::Pack;
+
+/// A sign-in link, only for the user: the text (which holds the link, for adapters without
+/// buttons) and a "Sign in to <service>" button opening the first URL in it.
+pub fn sign_in(text: String, service: &str) -> Reply {
+    let url = text
+        .split_whitespace()
+        .find(|w| w.starts_with("https://") || w.starts_with("http://"))
+        .map(str::to_string);
+    let reply = Reply::private(text);
+    match url {
+        Some(url) => reply.with_buttons(vec![Button::link(format!("Sign in to {service}"), url)]),
+        None => reply,
+    }
+}
 
 /// A command needs an account the user has not linked, on a service that signs in with a link.
 pub fn link_first_signin(pack: &Pack) -> Reply {

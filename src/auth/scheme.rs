@@ -95,6 +95,24 @@ pub trait AuthScheme: Send + Sync + 'static {
         Ok(replies::not_apikey(pack))
     }
 
+    /// Whether the user links with a key (`setkey`), which deputy can also take through a
+    /// private form ([`AuthScheme::store_key`]).
+    fn takes_key(&self) -> bool {
+        false
+    }
+
+    /// Stores a key the user typed into a private form: the same checks and reply as
+    /// `setkey <key>` in a direct message.
+    async fn store_key(
+        &self,
+        _cx: &AuthContext,
+        _msg: &Message,
+        pack: &Pack,
+        _key: &crate::secret::Secret,
+    ) -> Handled {
+        Ok(replies::not_apikey(pack))
+    }
+
     /// `logout`: forget (and, where the kind can, revoke) the user's credential.
     async fn logout(&self, cx: &AuthContext, msg: &Message, pack: &Pack) -> Handled;
 

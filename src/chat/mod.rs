@@ -1,6 +1,8 @@
 //! The chat adapters (one file each: [`shell`], [`discord`], [`slack`]) and the [`Runner`] that
 //! handles every message in its own task while keeping one user's messages in one conversation
-//! in the order they were sent. The vocabulary they speak is in [`crate::message`].
+//! in the order they were sent. The vocabulary they speak is in [`crate::message`]; clicks
+//! and form submissions go through the same queues ([`Runner::interact`]), so a confirmed
+//! command runs in order with the user's other messages.
 
 pub mod discord;
 pub mod shell;
@@ -14,9 +16,13 @@ use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 
 use crate::dispatch::Dispatcher;
-pub use crate::message::{Adapter, Deleted, Message, Reply, Visibility};
+pub use crate::message::{
+    Adapter, Button, ButtonStyle, Deleted, Interaction, Message, Reply, SecretForm, Surfaces,
+    Visibility,
+};
 
-type Job = (Message, Arc<dyn Adapter>);
+/// A message, or (with an interaction) who clicked or submitted and where.
+type Job = (Message, Option<Interaction>, Arc<dyn Adapter>);
 type ConversationKey = (String, String, String, String);
 
 /// Runs the dispatcher on incoming messages: one task per conversation queue, so a slow
@@ -42,6 +48,26 @@ impl Runner {
 
     /// Queues a message; returns at once.
     pub fn submit(self: &Arc<Self>, message: Message, adapter: Arc<dyn Adapter>) {
+        self.queue(message, None, adapter);
+    }
+
+    /// Queues a click or form submission by the user of `from` (a [`Message`] with empty
+    /// text standing for who and where); the replies go to `from`. Returns at once.
+    pub fn interact(
+        self: &Arc<Self>,
+        from: Message,
+        interaction: Interaction,
+        adapter: Arc<dyn Adapter>,
+    ) {
+        self.queue(from, Some(interaction), adapter);
+    }
+
+    fn queue(
+        self: &Arc<Self>,
+        message: Message,
+        interaction: Option<Interaction>,
+        adapter: Arc<dyn Adapter>,
+    ) {
         let key = (
             message.adapter.clone(),
             message.workspace.clone(),
@@ -49,7 +75,7 @@ impl Runner {
             message.user.clone(),
         );
         let mut queues = self.queues.lock().expect("queue map poisoned");
-        let job = (message, adapter);
+        let job = (message, interaction, adapter);
         let job = match queues.get(&key) {
             Some(tx) => match tx.send(job) {
                 Ok(()) => return,
@@ -82,7 +108,21 @@ impl Runner {
                     }
                 }
             };
-            let (message, adapter) = job;
+            let (message, interaction, adapter) = job;
+            if let Some(interaction) = interaction {
+                metrics::counter!("deputy_interactions_total", "adapter" => message.adapter.clone())
+                    .increment(1);
+                let replies = self
+                    .dispatcher
+                    .interact(&message, &interaction, adapter.as_ref())
+                    .await;
+                for reply in replies {
+                    if let Err(e) = adapter.send(&message, reply).await {
+                        tracing::warn!(adapter = %message.adapter, error = %e, "could not answer an interaction");
+                    }
+                }
+                continue;
+            }
             metrics::counter!("deputy_messages_total", "adapter" => message.adapter.clone())
                 .increment(1);
             // Only for messages meant for the bot: chatter in a channel shows no typing.

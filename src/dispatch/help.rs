@@ -36,7 +36,12 @@ pub fn service(pack: &Pack, account: &str) -> Vec<Reply> {
     }
     out.push('\n');
     for c in &pack.commands {
-        out.push_str(&format!("`{p} {}` — {}\n", c.usage, c.help));
+        let confirm = if c.confirm {
+            " (asks you to confirm first)"
+        } else {
+            ""
+        };
+        out.push_str(&format!("`{p} {}` — {}{confirm}\n", c.usage, c.help));
     }
     out.push_str(account);
     vec![Reply::new(out.trim_end().to_string())]

@@ -1,9 +1,11 @@
 //! Routing one message: is it for us, which service (by prefix), then a built-in auth command
 //! or a pack command. User errors become replies written for the user; internal errors are
-//! logged in full and the user gets a short apology with a reference.
+//! logged in full and the user gets a short apology with a reference. Buttons and forms
+//! deputy offered come back through [`Dispatcher::interact`] ([`offer`] checks them).
 
 pub mod admin;
 pub mod help;
+pub mod offer;
 pub mod parse;
 
 use std::collections::HashMap;
@@ -15,11 +17,14 @@ use crate::auth::{AuthContext, AuthScheme, Callback, Credential, Kinds, Rejected
 use crate::brain::Brain;
 use crate::config::AuthConfig;
 pub use crate::message::{reply, Handled, Internal};
-use crate::message::{Adapter, Message, Outbox, Reply};
+use crate::message::{
+    Adapter, Button, ButtonStyle, Interaction, Message, Outbox, Reply, SecretForm, Visibility,
+};
 use crate::pack::render::trim_reply;
 use crate::pack::{Args, Pack, Request, Templates, BUILTIN_WORDS};
 use crate::upstream::{Auth, Call, CallError, Upstream};
 
+use self::offer::{Action, Offered, Refusal};
 use self::parse::Addressing;
 
 pub struct Dispatcher {
@@ -36,6 +41,8 @@ pub struct Dispatcher {
     pub admins: Vec<String>,
     /// Members of the permission groups commands name in `allow`.
     pub permissions: crate::config::Permissions,
+    /// Seconds a user has to confirm a `confirm = true` command.
+    pub confirm_ttl_secs: u64,
 }
 
 impl Dispatcher {
@@ -70,6 +77,7 @@ impl Dispatcher {
             kinds: Kinds::new(),
             admins,
             permissions,
+            confirm_ttl_secs: settings.bot.confirm_ttl_secs,
         })
     }
 
@@ -131,7 +139,13 @@ impl Dispatcher {
 
     /// Answers one message. Returns no replies when the message is not addressed to the bot.
     pub async fn handle(&self, msg: &Message, adapter: &dyn Adapter) -> Vec<Reply> {
-        match self.route(msg, adapter).await {
+        let handled = self.route(msg, adapter).await;
+        self.answer(msg, handled)
+    }
+
+    /// The replies, or the apology for an internal error (logged with a reference).
+    fn answer(&self, msg: &Message, handled: Handled) -> Vec<Reply> {
+        match handled {
             Ok(replies) => replies,
             Err(Internal(e)) => {
                 let reference = format!("{:08x}", rand::random::<u32>());
@@ -161,7 +175,22 @@ impl Dispatcher {
     }
 
     async fn route(&self, msg: &Message, adapter: &dyn Adapter) -> Handled {
-        let Some(text) = self.addressing.strip(&msg.text, msg.direct) else {
+        let addressed = self.addressing.strip(&msg.text, msg.direct);
+        if let Some(answer) = typed_answer(addressed.unwrap_or(&msg.text)) {
+            if let Some(token) = offer::typed(&self.brain, msg).await? {
+                let id = offer::callback_id(&token, answer);
+                return self
+                    .interaction(msg, &Interaction::Button { id }, adapter)
+                    .await;
+            }
+            if addressed.is_some() && self.find(addressed.unwrap_or_default().trim()).is_none() {
+                return reply(
+                    "Nothing here is waiting for your yes or no (a confirmation may have \
+                     expired: ask for the command again).",
+                );
+            }
+        }
+        let Some(text) = addressed else {
             return Ok(vec![]);
         };
         let words = match parse::words(text) {
@@ -179,7 +208,12 @@ impl Dispatcher {
         // A key pasted in public is refused before anything else, even for a misspelt
         // service: the message holds a secret either way.
         let builtin = parse::normalize_builtin(&words[1.min(words.len())..]);
-        if !msg.direct && matches!(&builtin, Some((b, _)) if b == "setkey") {
+        // A bare `setkey` holds no secret: where buttons can be shown, it gets the private
+        // form instead of a refusal.
+        let bare_setkey =
+            matches!(&builtin, Some((b, used)) if b == "setkey" && words.len() == 1 + used);
+        let private_form = bare_setkey && adapter.surfaces(msg).buttons;
+        if !msg.direct && !private_form && matches!(&builtin, Some((b, _)) if b == "setkey") {
             let pack = self.find(&first);
             return Ok(crate::auth::replies::refuse_public(msg, pack, adapter).await);
         }
@@ -208,6 +242,9 @@ impl Dispatcher {
             let cx = &self.auth;
             return match name.as_str() {
                 "help" => Ok(help::service(pack, &kind.help(pack))),
+                "setkey" if args.is_empty() && kind.takes_key() => {
+                    self.offer_key(msg, pack, adapter).await
+                }
                 "setkey" => kind.setkey(cx, msg, pack, args).await,
                 "logout" => kind.logout(cx, msg, pack).await,
                 "whoami" => match kind.whoami(cx, msg, pack).await? {
@@ -244,6 +281,22 @@ impl Dispatcher {
                 ))
             }
         };
+        if command.confirm {
+            return self
+                .ask_confirm(msg, pack, command, &rest[1..], adapter)
+                .await;
+        }
+        self.run_command(msg, pack, command, args).await
+    }
+
+    /// Runs a pack command as the user.
+    async fn run_command(
+        &self,
+        msg: &Message,
+        pack: &Pack,
+        command: &crate::pack::Command,
+        args: Args,
+    ) -> Handled {
         self.run(
             msg,
             pack,
@@ -480,6 +533,221 @@ impl Dispatcher {
     pub async fn notify(&self, to: &Message, reply: Reply) {
         self.auth.outbox.notify(to, reply).await;
     }
+
+    /// Answers a click on a button or a submitted form deputy offered. `from` is who did it
+    /// and where (a [`Message`] with empty text: adapter, workspace, user, channel, thread;
+    /// `direct` when that is a DM); the replies go back to `from`, through `adapter`.
+    /// Anything not offered to that user, expired, already used or unknown is refused with
+    /// a reply, and nothing is stored or run.
+    pub async fn interact(
+        &self,
+        from: &Message,
+        interaction: &Interaction,
+        adapter: &dyn Adapter,
+    ) -> Vec<Reply> {
+        if interaction.id() == crate::message::LINK_BUTTON_ID {
+            return vec![];
+        }
+        let handled = self.interaction(from, interaction, adapter).await;
+        self.answer(from, handled)
+    }
+
+    async fn interaction(
+        &self,
+        from: &Message,
+        interaction: &Interaction,
+        adapter: &dyn Adapter,
+    ) -> Handled {
+        let who = format!("{}:{}:{}", from.adapter, from.workspace, from.user);
+        let (offer, action) = match offer::take(&self.brain, from, interaction).await? {
+            Ok(taken) => taken,
+            Err(refusal) => {
+                tracing::warn!(target: "deputy::audit", user = %who, refusal = ?refusal, "interaction refused");
+                return Ok(vec![Reply::private(match refusal {
+                    Refusal::Unknown => {
+                        "I don't know that button or form, so I did nothing with it."
+                    }
+                    Refusal::Gone => {
+                        "That button or form has expired or was already used, so I did nothing \
+                         with it. Ask again for a fresh one."
+                    }
+                    Refusal::NotYours => {
+                        "That was offered to someone else: only they can use it. I did nothing \
+                         with it."
+                    }
+                })]);
+            }
+        };
+        let service = match &offer.what {
+            Offered::LinkButton { service }
+            | Offered::KeyForm { service }
+            | Offered::Confirm { service, .. } => service,
+        };
+        let Some(pack) = self.packs.iter().find(|p| &p.service.name == service) else {
+            return reply(format!(
+                "{service} is no longer set up here; nothing was done."
+            ));
+        };
+        let private = |replies: Vec<Reply>| {
+            replies
+                .into_iter()
+                .map(|r| Reply {
+                    visibility: Visibility::OnlyUser,
+                    ..r
+                })
+                .collect()
+        };
+        match (offer.what, action) {
+            (Offered::LinkButton { .. }, _) => self.offer_key(from, pack, adapter).await,
+            (Offered::KeyForm { .. }, _) => {
+                let Interaction::Form { value, .. } = interaction else {
+                    return reply("I don't know that button or form, so I did nothing with it.");
+                };
+                let kind = self.kind(pack);
+                Ok(private(
+                    kind.store_key(&self.auth, from, pack, value).await?,
+                ))
+            }
+            (Offered::Confirm { command, .. }, Action::No) => {
+                tracing::info!(target: "deputy::audit", user = %who, service = %pack.service.name, command = %command, outcome = "cancelled", "confirmation");
+                Ok(vec![Reply::private(format!(
+                    "Cancelled: `{} {command}` was not run.",
+                    pack.service.prefixes[0]
+                ))])
+            }
+            (Offered::Confirm { command, words, .. }, _) => {
+                let Some(command) = pack.commands.iter().find(|c| c.name == command) else {
+                    return reply(format!(
+                        "{} has no command `{command}` any more; nothing was run.",
+                        pack.service.name
+                    ));
+                };
+                // Permissions may have changed while the question waited.
+                if let Some(refusal) = self.refuse(from, pack, command) {
+                    return Ok(vec![refusal]);
+                }
+                let args = match command.bind(&words) {
+                    Ok(a) => a,
+                    Err(why) => return reply(format!("{why}; nothing was run.")),
+                };
+                tracing::info!(target: "deputy::audit", user = %who, service = %pack.service.name, command = %command.name, outcome = "confirmed", "confirmation");
+                self.run_command(from, pack, command, args).await
+            }
+        }
+    }
+
+    /// `setkey` without a key: the private form at once where the adapter can open one now,
+    /// else a private "Link your account" button that opens it, else how to send the key.
+    async fn offer_key(&self, msg: &Message, pack: &Pack, adapter: &dyn Adapter) -> Handled {
+        let s = &pack.service;
+        let surfaces = adapter.surfaces(msg);
+        let ttl = self.auth.config.flow_ttl_secs;
+        if surfaces.forms {
+            let what = Offered::KeyForm {
+                service: s.name.clone(),
+            };
+            let token = offer::make(&self.brain, msg, what, ttl).await?;
+            let form = SecretForm {
+                id: offer::callback_id(&token, Action::Key),
+                title: clip(&format!("Link {}", s.name), 24),
+                label: clip(&format!("Your {} key", s.name), 45),
+                hint: clip(s.auth.hint(), 100),
+            };
+            return Ok(vec![Reply {
+                form: Some(form),
+                ..Reply::private(format!(
+                    "I could not open the form. In a direct message to me, run `{} setkey <{}>`.",
+                    s.prefixes[0],
+                    s.auth.hint()
+                ))
+            }]);
+        }
+        if surfaces.buttons {
+            let what = Offered::LinkButton {
+                service: s.name.clone(),
+            };
+            let token = offer::make(&self.brain, msg, what, ttl).await?;
+            let button = Button::new(
+                offer::callback_id(&token, Action::Link),
+                "Link your account",
+                ButtonStyle::Primary,
+            );
+            return Ok(vec![Reply::private(format!(
+                "Press the button to link your {} account: a private form opens where you paste \
+                 your key ({}). It never becomes a chat message.",
+                s.name,
+                s.auth.hint()
+            ))
+            .with_buttons(vec![button])]);
+        }
+        self.kind(pack).setkey(&self.auth, msg, pack, &[]).await
+    }
+
+    /// A `confirm = true` command: ask first, with Confirm / Cancel buttons, or a typed
+    /// `yes` / `no` where the adapter has no buttons.
+    async fn ask_confirm(
+        &self,
+        msg: &Message,
+        pack: &Pack,
+        command: &crate::pack::Command,
+        words: &[String],
+        adapter: &dyn Adapter,
+    ) -> Handled {
+        let what = Offered::Confirm {
+            service: pack.service.name.clone(),
+            command: command.name.clone(),
+            words: words.to_vec(),
+        };
+        let ttl = self.confirm_ttl_secs;
+        let token = offer::make(&self.brain, msg, what, ttl).await?;
+        let asked = std::iter::once(pack.service.prefixes[0].as_str())
+            .chain(std::iter::once(command.name.as_str()))
+            .chain(words.iter().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let question = format!("Run `{asked}` as you? ({}.)", command.help);
+        if adapter.surfaces(msg).buttons {
+            let buttons = vec![
+                Button::new(
+                    offer::callback_id(&token, Action::Yes),
+                    "Confirm",
+                    ButtonStyle::Danger,
+                ),
+                Button::new(
+                    offer::callback_id(&token, Action::No),
+                    "Cancel",
+                    ButtonStyle::Secondary,
+                ),
+            ];
+            return Ok(vec![Reply::private(format!(
+                "{question} Press Confirm within {ttl} s."
+            ))
+            .with_buttons(buttons)]);
+        }
+        offer::expect_typed(&self.brain, msg, &token, ttl).await?;
+        reply(format!(
+            "{question} Type `yes` to confirm or `no` to cancel, within {ttl} s."
+        ))
+    }
+}
+
+/// A typed answer to a confirmation: `yes` or `no` (and their usual short forms).
+fn typed_answer(text: &str) -> Option<Action> {
+    match text
+        .trim()
+        .trim_end_matches(['.', '!'])
+        .to_lowercase()
+        .as_str()
+    {
+        "yes" | "confirm" => Some(Action::Yes),
+        "no" | "cancel" => Some(Action::No),
+        _ => None,
+    }
+}
+
+/// At most `max` characters (platform limits on titles and labels).
+fn clip(text: &str, max: usize) -> String {
+    text.chars().take(max).collect()
 }
 
 /// The candidate closest to `word`, if it is close enough to be a typo.

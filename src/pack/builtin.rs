@@ -53,6 +53,9 @@ help = "Say hello to <thing>"
 args = ["thing"]
 path = "/api/hello/{{{{ thing | segment }}}}"
 reply = "{{{{ body.message }}}}"
+# For a command worth a second thought, `confirm = true` makes deputy ask the user first
+# (Confirm / Cancel buttons, or a typed `yes` in the shell) and call only once they confirm.
+# confirm = true
 "#
     )
 }

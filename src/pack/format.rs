@@ -19,6 +19,14 @@
 //! path = "/job/{{ job | urlencode }}/buildWithParameters"
 //! query = "{{ params | join('&') }}"
 //! reply = "Started {{ job }}"
+//!
+//! [[command]]
+//! name = "abort"
+//! help = "Abort the running build of <job>"
+//! args = ["job"]
+//! confirm = true            # asks "Abort …?" with Confirm / Cancel before calling
+//! method = "POST"
+//! path = "/job/{{ job | urlencode }}/lastBuild/stop"
 //! ```
 //!
 //! Templates are minijinja; request templates see the arguments, `user` and `service`.
@@ -230,6 +238,12 @@ pub struct CommandDef {
     /// has not filled lets no one in.
     #[serde(default)]
     pub allow: Vec<String>,
+    /// For a command worth a second thought (start a production build, delete something):
+    /// deputy asks the user to confirm first, with Confirm / Cancel buttons where the platform
+    /// has them (only the user sees them) or a typed `yes` / `no` in the shell, and runs the
+    /// call only after the same user confirms within `[bot] confirm_ttl_secs` (default 120).
+    #[serde(default)]
+    pub confirm: bool,
     // The request, as in [`RequestDef`].
     #[serde(default = "get")]
     pub method: Spanned<String>,

@@ -64,6 +64,8 @@ pub struct Command {
     pub scopes: Vec<String>,
     /// Permission groups allowed to run it; empty: everyone.
     pub allow: Vec<String>,
+    /// Ask the user to confirm before calling.
+    pub confirm: bool,
     pub request: Request,
 }
 

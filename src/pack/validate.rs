@@ -218,6 +218,7 @@ pub fn load_one(file: &Path, text: &str, templates: &mut Templates) -> Result<Pa
             args,
             scopes: c.scopes.clone(),
             allow: c.allow.clone(),
+            confirm: c.confirm,
             request,
         });
     }

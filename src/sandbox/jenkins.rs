@@ -33,6 +33,7 @@ pub(super) fn routes() -> Router<Arc<State>> {
         .route("/api/json", get(jobs))
         .route("/job/{job}/buildWithParameters", post(build))
         .route("/job/{job}/lastBuild/api/json", get(last_build))
+        .route("/job/{job}/lastBuild/stop", post(stop))
 }
 
 /// The user name of a valid Basic credential.
@@ -97,6 +98,19 @@ async fn build(
     drop(inner);
     let location = format!("{}/jenkins/queue/item/{item}/", s.url);
     (StatusCode::CREATED, [(LOCATION, location)]).into_response()
+}
+
+/// Jenkins answers a stop with a redirect to the build; 200 is enough here.
+async fn stop(
+    AxState(s): AxState<Arc<State>>,
+    Path(job): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(user) = authenticate(&headers) else {
+        return denied();
+    };
+    s.lock().aborts.push((job, user));
+    StatusCode::OK.into_response()
 }
 
 async fn last_build(

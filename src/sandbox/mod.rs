@@ -160,6 +160,8 @@ struct Inner {
     tweets: Vec<Tweet>,
     next_tweet_id: u64,
     builds: Vec<Build>,
+    /// Jobs whose last build was stopped, and by whom.
+    aborts: Vec<(String, String)>,
 }
 
 impl State {
@@ -207,6 +209,11 @@ impl State {
     /// Builds started on the sandbox Jenkins, oldest first.
     pub fn builds(&self) -> Vec<Build> {
         self.lock().builds.clone()
+    }
+
+    /// `(job, user)` of every `lastBuild/stop`, oldest first.
+    pub fn aborts(&self) -> Vec<(String, String)> {
+        self.lock().aborts.clone()
     }
 
     /// The next request whose path starts with `path_prefix` gets `fault` instead of normal

@@ -34,6 +34,18 @@ pub struct Seen {
     pub query: String,
 }
 
+impl Seen {
+    /// `user` stopped the last build of `job`.
+    pub fn abort(user: &str, job: &str) -> Seen {
+        Seen {
+            user: Some(user.into()),
+            method: "POST".into(),
+            path: format!("/job/{job}/lastBuild/stop"),
+            query: String::new(),
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct JenkinsState {
     pub seen: Mutex<Vec<Seen>>,
@@ -56,6 +68,7 @@ impl FakeJenkins {
             .route("/api/json", get(jobs))
             .route("/job/{job}/buildWithParameters", post(build))
             .route("/job/{job}/lastBuild/api/json", get(last))
+            .route("/job/{job}/lastBuild/stop", post(stop))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -158,6 +171,18 @@ async fn build(
     }
 }
 
+async fn stop(
+    State(s): State<Arc<JenkinsState>>,
+    UrlPath(job): UrlPath<String>,
+    headers: HeaderMap,
+) -> Response {
+    let path = format!("/job/{job}/lastBuild/stop");
+    match record(&s, &headers, "POST", path, String::new()) {
+        Ok(_) => StatusCode::OK.into_response(),
+        Err(r) => *r,
+    }
+}
+
 async fn last(
     State(s): State<Arc<JenkinsState>>,
     UrlPath(job): UrlPath<String>,
@@ -227,6 +252,17 @@ impl Deputy {
             secret: Some(SECRET_A.into()),
             env: Vec::new(),
         }
+    }
+
+    /// Adds `line` to the config's `[bot]` table (`confirm_ttl_secs = 0`).
+    pub fn bot(&self, line: &str) {
+        let path = self.config();
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(
+            &path,
+            text.replacen("[bot]\n", &format!("[bot]\n{line}\n"), 1),
+        )
+        .unwrap();
     }
 
     /// Config pointing the shipped twitter pack at a sandbox provider, with its consumer.
