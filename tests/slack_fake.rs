@@ -282,3 +282,199 @@ async fn api_url_takes_no_trailing_slash() {
     );
     assert_eq!(fake.state.api_calls(), ["404 /api//auth.test"]);
 }
+
+/// What the command and interaction callbacks saw.
+struct Interactive {
+    commands: mpsc::UnboundedSender<SlackCommandEvent>,
+    interactions: mpsc::UnboundedSender<SlackInteractionEvent>,
+}
+
+async fn on_command(
+    event: SlackCommandEvent,
+    _client: Arc<Client>,
+    states: SlackClientEventsUserState,
+) -> UserCallbackResult<SlackCommandEventResponse> {
+    let states = states.read().await;
+    let seen = states.get_user_state::<Interactive>().unwrap();
+    seen.commands.send(event).unwrap();
+    Ok(SlackCommandEventResponse::new(SlackMessageContent::new()))
+}
+
+async fn on_interaction(
+    event: SlackInteractionEvent,
+    _client: Arc<Client>,
+    states: SlackClientEventsUserState,
+) -> UserCallbackResult<SlackInteractionResponse> {
+    let states = states.read().await;
+    let seen = states.get_user_state::<Interactive>().unwrap();
+    seen.interactions.send(event).unwrap();
+    Ok(SlackInteractionResponse::Empty)
+}
+
+#[tokio::test]
+async fn slack_morphism_reads_the_fakes_slash_commands_clicks_and_modals() {
+    let fake = FakeSlack::start().await;
+    let slack = fake.state.clone();
+    let client = Arc::new(Client::new(
+        Connector::with_connector(HttpConnector::new()).with_slack_api_url(&fake.api_url),
+    ));
+    let (commands_tx, mut commands) = mpsc::unbounded_channel();
+    let (interactions_tx, mut interactions) = mpsc::unbounded_channel();
+    let environment = Arc::new(
+        SlackClientEventsListenerEnvironment::new(client.clone())
+            .with_user_state(Interactive {
+                commands: commands_tx,
+                interactions: interactions_tx,
+            })
+            .with_error_handler(on_error),
+    );
+    let listener = SlackClientSocketModeListener::new(
+        &SlackClientSocketModeConfig::new().with_max_connections_count(1),
+        environment,
+        SlackSocketModeListenerCallbacks::new()
+            .with_command_events(on_command)
+            .with_interaction_events(on_interaction),
+    );
+    listener.listen_for(&token(APP_TOKEN)).await.unwrap();
+    listener.start().await;
+    let bot = token(BOT_TOKEN);
+    let session = client.open_session(&bot);
+
+    // A slash command arrives typed, with its trigger, and is acked with the callback's payload.
+    let env = slack
+        .send_slash_command("T0TEAM", "C0GENERAL", "U0ALICE", "jenkins setkey")
+        .await;
+    let command = next(&mut commands).await;
+    assert_eq!(command.command.0, "/deputy");
+    assert_eq!(command.text.as_deref(), Some("jenkins setkey"));
+    assert_eq!(
+        (command.team_id.0.as_str(), command.user_id.0.as_str()),
+        ("T0TEAM", "U0ALICE")
+    );
+    assert_eq!(command.channel_id.0, "C0GENERAL");
+    slack.wait_acked(&env).await;
+    assert_eq!(slack.ack_payload(&env), Some(serde_json::json!({})));
+
+    // Its trigger opens one modal, once.
+    let input = SlackBlockPlainTextInputElement::new()
+        .with_action_id("secret".into())
+        .with_placeholder("user:token".into());
+    let view = SlackView::Modal(
+        SlackModalView::new(
+            "Link jenkins".into(),
+            vec![SlackInputBlock::new(
+                "Your jenkins key".into(),
+                SlackInputBlockElement::PlainTextInput(input),
+            )
+            .with_block_id("deputy_secret".into())
+            .into()],
+        )
+        .with_submit("Link".into())
+        .with_callback_id("cb-1".into())
+        .with_private_metadata("C0GENERAL".into()),
+    );
+    let opened = session
+        .views_open(&SlackApiViewsOpenRequest::new(
+            command.trigger_id.clone(),
+            view.clone(),
+        ))
+        .await
+        .unwrap();
+    let views = slack.views();
+    assert_eq!(opened.view.state_params.id.0, views[0].id);
+    assert_eq!(views[0].callback_id, "cb-1");
+    assert_eq!(views[0].private_metadata, "C0GENERAL");
+    assert_eq!(views[0].user, "U0ALICE");
+    let again = session
+        .views_open(&SlackApiViewsOpenRequest::new(command.trigger_id, view))
+        .await;
+    assert_eq!(api_error(again.unwrap_err()), "expired_trigger_id");
+
+    // The submission carries the typed value where slack-morphism's view state puts it.
+    let env = slack
+        .submit_view(&views[0].id, "U0ALICE", "alice:tok")
+        .await;
+    let SlackInteractionEvent::ViewSubmission(submitted) = next(&mut interactions).await else {
+        panic!("not a view_submission");
+    };
+    assert_eq!(submitted.user.id.0, "U0ALICE");
+    assert_eq!(submitted.team.id.0, "T0TEAM");
+    let SlackView::Modal(modal) = &submitted.view.view else {
+        panic!("not a modal");
+    };
+    assert_eq!(modal.callback_id.as_ref().unwrap().0, "cb-1");
+    assert_eq!(modal.private_metadata.as_deref(), Some("C0GENERAL"));
+    let state = submitted.view.state_params.state.as_ref().unwrap();
+    let value = &state.values[&SlackBlockId::new("deputy_secret".into())]
+        [&SlackActionId::new("secret".into())];
+    assert_eq!(value.value.as_deref(), Some("alice:tok"));
+    slack.wait_acked(&env).await;
+    assert_eq!(
+        slack.ack_payload(&env),
+        None,
+        "an empty ack closes the modal"
+    );
+
+    // Buttons go out in blocks; a click on one comes back as block_actions with a trigger.
+    let button = |id: &str, label: &str| {
+        SlackActionBlockElement::Button(
+            SlackBlockButtonElement::new(label.into())
+                .with_action_id(id.into())
+                .with_style(SlackBlockButtonStyle::Danger),
+        )
+    };
+    session
+        .chat_post_ephemeral(&SlackApiChatPostEphemeralRequest::new(
+            "C0GENERAL".into(),
+            "U0ALICE".into(),
+            SlackMessageContent::new()
+                .with_text("Sure?".into())
+                .with_blocks(vec![
+                    SlackSectionBlock::new()
+                        .with_text(SlackBlockText::MarkDown(SlackBlockMarkDownText::new(
+                            "Sure?".into(),
+                        )))
+                        .into(),
+                    SlackActionsBlock::new(vec![button("dp1.yes", "Confirm")]).into(),
+                ]),
+        ))
+        .await
+        .unwrap();
+    let posted = slack.wait_posted(1).await;
+    assert_eq!(
+        posted[0].buttons(),
+        [(
+            "dp1.yes".to_string(),
+            "Confirm".to_string(),
+            Some("danger".to_string())
+        )]
+    );
+    let env = slack
+        .click("T0TEAM", "C0GENERAL", "U0ALICE", "dp1.yes", true)
+        .await;
+    let SlackInteractionEvent::BlockActions(click) = next(&mut interactions).await else {
+        panic!("not block_actions");
+    };
+    assert_eq!(click.user.as_ref().unwrap().id.0, "U0ALICE");
+    assert_eq!(click.channel.as_ref().unwrap().id.0, "C0GENERAL");
+    assert_eq!(click.actions.as_ref().unwrap()[0].action_id.0, "dp1.yes");
+    assert!(!click.trigger_id.0.is_empty());
+    slack.wait_acked(&env).await;
+
+    // Blocks Slack would refuse are refused.
+    let bad = session
+        .chat_post_message(&SlackApiChatPostMessageRequest::new(
+            "C0GENERAL".into(),
+            SlackMessageContent::new()
+                .with_text("x".into())
+                .with_blocks(vec![SlackSectionBlock::new()
+                    .with_text(SlackBlockText::MarkDown(SlackBlockMarkDownText::new(
+                        "x".repeat(3001),
+                    )))
+                    .into()]),
+        ))
+        .await;
+    assert!(api_error(bad.unwrap_err()).starts_with("invalid_blocks"));
+    assert_eq!(*ERRORS.lock().unwrap(), Vec::<String>::new());
+    listener.shutdown().await;
+}

@@ -2,18 +2,37 @@
 //! acknowledged at once (the work is queued, not awaited, since slack-morphism acks when the
 //! callback returns and Slack redelivers after 3 s); a redelivered event is handled once.
 //! A Slack user id belongs to one workspace, so identities are keyed by team id.
+//!
+//! Interactivity arrives over the same socket: the `/deputy …` slash command (a message with
+//! a `trigger_id`), button clicks (`block_actions`) and modal submissions (`view_submission`).
+//! A reply that asks for a [`SecretForm`] opens a modal (`views.open`) with the trigger of
+//! the message it answers; the modal's value comes back as an [`Interaction::Form`] and is
+//! never posted anywhere.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use hyper_util::client::legacy::connect::{Connect, HttpConnector};
 use slack_morphism::prelude::*;
 
-use super::{split::split, Adapter, Deleted, Message, Reply, Runner, Visibility};
+use super::{
+    split::split, Adapter, Button, ButtonStyle, Deleted, Interaction, Message, Reply, Runner,
+    SecretForm, Surfaces, Visibility,
+};
+use crate::message::LINK_BUTTON_ID;
+use crate::secret::Secret;
 
 pub const ADAPTER: &str = "slack";
 /// Slack truncates `text` past 40,000 characters and recommends far less; stay readable.
 pub const MAX_MESSAGE: usize = 3900;
+/// A section block's text holds at most 3,000 characters: replies with buttons split there.
+const MAX_SECTION: usize = 2900;
+/// Slack honours a `trigger_id` for 3 s; one older than this is not worth trying.
+const TRIGGER_LIFE: Duration = Duration::from_secs(3);
+/// The modal's one input, as `view_submission` reports its value.
+const FORM_BLOCK: &str = "deputy_secret";
+const FORM_ACTION: &str = "secret";
 /// How many recent event ids are remembered to drop Slack's redeliveries.
 const SEEN_EVENTS: usize = 2048;
 
@@ -34,6 +53,9 @@ pub struct SlackAdapter<H: Send + Sync + Clone + Connect + 'static> {
     /// The bot's own user id (from auth.test), to read `<@U…>` mentions and skip our echoes.
     bot_user: String,
     name: String,
+    /// Triggers of slash commands and clicks not yet used to open a modal, by the id of the
+    /// message standing for them.
+    triggers: Mutex<HashMap<String, (SlackTriggerId, Instant)>>,
 }
 
 impl<H: Send + Sync + Clone + Connect + 'static> SlackAdapter<H> {
@@ -45,16 +67,128 @@ impl<H: Send + Sync + Clone + Connect + 'static> SlackAdapter<H> {
             None => text.to_string(),
         }
     }
+
+    /// Remembers the trigger a form may be opened with in answer to `message_id`.
+    fn keep_trigger(&self, message_id: &str, trigger: SlackTriggerId) {
+        let mut triggers = self.triggers.lock().expect("triggers poisoned");
+        triggers.retain(|_, (_, at)| at.elapsed() < TRIGGER_LIFE);
+        triggers.insert(message_id.to_string(), (trigger, Instant::now()));
+    }
+
+    fn take_trigger(&self, message_id: &str) -> Option<SlackTriggerId> {
+        let mut triggers = self.triggers.lock().expect("triggers poisoned");
+        triggers
+            .remove(message_id)
+            .filter(|(_, at)| at.elapsed() < TRIGGER_LIFE)
+            .map(|(t, _)| t)
+    }
+
+    /// Opens the private form as a modal. The conversation travels in `private_metadata`, so
+    /// the submission is answered where the form was asked for.
+    async fn open_form(
+        &self,
+        trigger: SlackTriggerId,
+        form: &SecretForm,
+        to: &Message,
+    ) -> anyhow::Result<()> {
+        let mut input = SlackBlockPlainTextInputElement::new().with_action_id(FORM_ACTION.into());
+        if !form.hint.is_empty() {
+            input = input.with_placeholder(form.hint.as_str().into());
+        }
+        let blocks: Vec<SlackBlock> = vec![
+            SlackInputBlock::new(
+                form.label.as_str().into(),
+                SlackInputBlockElement::PlainTextInput(input),
+            )
+            .with_block_id(FORM_BLOCK.into())
+            .into(),
+            SlackContextBlock::new(vec![SlackContextBlockElement::Plain(
+                SlackBlockPlainText::new(
+                    "Slack has no password field, so the key shows while you type it; it never \
+                     becomes a message and is stored encrypted."
+                        .into(),
+                ),
+            )])
+            .into(),
+        ];
+        let metadata = match &to.thread {
+            Some(t) => format!("{} {t}", to.channel),
+            None => to.channel.clone(),
+        };
+        let view = SlackView::Modal(
+            SlackModalView::new(form.title.as_str().into(), blocks)
+                .with_submit("Link".into())
+                .with_close("Cancel".into())
+                .with_callback_id(form.id.clone().into())
+                .with_private_metadata(metadata),
+        );
+        self.client
+            .open_session(&self.bot_token)
+            .views_open(&SlackApiViewsOpenRequest::new(trigger, view))
+            .await?;
+        Ok(())
+    }
+}
+
+/// Block Kit for a reply with buttons: its text in a section, the buttons in an action row.
+fn blocks(text: &str, buttons: &[Button]) -> Vec<SlackBlock> {
+    let elements = buttons
+        .iter()
+        .map(|b| {
+            let mut e = SlackBlockButtonElement::new(b.label.as_str().into())
+                .with_action_id(b.id.clone().into());
+            match b.style {
+                ButtonStyle::Primary => e = e.with_style(SlackBlockButtonStyle::Primary),
+                ButtonStyle::Danger => e = e.with_style(SlackBlockButtonStyle::Danger),
+                ButtonStyle::Secondary => {}
+            }
+            if let Some(url) = b.url.as_deref().and_then(|u| reqwest::Url::parse(u).ok()) {
+                e = e.with_url(url);
+            }
+            SlackActionBlockElement::Button(e)
+        })
+        .collect();
+    vec![
+        SlackSectionBlock::new()
+            .with_text(SlackBlockText::MarkDown(SlackBlockMarkDownText::new(
+                text.to_string(),
+            )))
+            .into(),
+        SlackActionsBlock::new(elements).into(),
+    ]
 }
 
 #[async_trait::async_trait]
 impl<H: Send + Sync + Clone + Connect + 'static> Adapter for SlackAdapter<H> {
     async fn send(&self, to: &Message, reply: Reply) -> anyhow::Result<()> {
+        let mut reply = reply;
+        if let Some(form) = reply.form.take() {
+            match self.take_trigger(&to.id) {
+                Some(trigger) => match self.open_form(trigger, &form, to).await {
+                    Ok(()) => return Ok(()),
+                    Err(e) => tracing::warn!(error = %e, "could not open a Slack modal"),
+                },
+                None => tracing::warn!("no Slack trigger left to open a modal with"),
+            }
+            // The reply's text says what to do instead, to the user alone.
+            reply.visibility = Visibility::OnlyUser;
+        }
         let session = self.client.open_session(&self.bot_token);
         let channel = SlackChannelId::new(to.channel.clone());
         let thread = to.thread.clone().map(SlackTs::new);
-        for chunk in split(&reply.text, MAX_MESSAGE) {
-            let content = SlackMessageContent::new().with_text(chunk);
+        let max = if reply.buttons.is_empty() {
+            MAX_MESSAGE
+        } else {
+            MAX_SECTION
+        };
+        let chunks = split(&reply.text, max);
+        let last = chunks.len().saturating_sub(1);
+        for (n, chunk) in chunks.into_iter().enumerate() {
+            let mut content = SlackMessageContent::new();
+            if n == last && !reply.buttons.is_empty() {
+                content = content.with_blocks(blocks(&chunk, &reply.buttons));
+            }
+            let content = content.with_text(chunk);
             if reply.visibility == Visibility::OnlyUser && !to.direct {
                 // Only the user sees it (sign-in links, key warnings).
                 let mut req = SlackApiChatPostEphemeralRequest::new(
@@ -77,6 +211,162 @@ impl<H: Send + Sync + Clone + Connect + 'static> Adapter for SlackAdapter<H> {
         // Slack lets a bot delete only its own messages.
         Deleted::Unsupported
     }
+
+    fn surfaces(&self, message: &Message) -> Surfaces {
+        let triggers = self.triggers.lock().expect("triggers poisoned");
+        Surfaces {
+            buttons: true,
+            forms: triggers
+                .get(&message.id)
+                .is_some_and(|(_, at)| at.elapsed() < TRIGGER_LIFE),
+        }
+    }
+}
+
+/// The adapter's shared state, from a listener callback's user state.
+async fn shared_state<H: Send + Sync + Clone + Connect + 'static>(
+    states: &SlackClientEventsUserState,
+) -> Option<Arc<Shared<H>>> {
+    let states = states.read().await;
+    states.get_user_state::<Arc<Shared<H>>>().cloned()
+}
+
+/// `/deputy <text>`: handled like a message addressed to the bot; its trigger lets a reply
+/// open a modal. Acked with an empty payload: the answers are posted as they come.
+async fn on_command<H: Send + Sync + Clone + Connect + 'static>(
+    event: SlackCommandEvent,
+    _client: Arc<SlackClient<SlackClientHyperConnector<H>>>,
+    states: SlackClientEventsUserState,
+) -> UserCallbackResult<SlackCommandEventResponse> {
+    let empty = SlackCommandEventResponse::new(SlackMessageContent::new());
+    let Some(shared) = shared_state::<H>(&states).await else {
+        return Ok(empty);
+    };
+    let adapter = &shared.adapter;
+    let channel = event.channel_id.to_string();
+    let user = event.user_id.to_string();
+    let id = format!("command:{}", event.trigger_id);
+    adapter.keep_trigger(&id, event.trigger_id.clone());
+    let message = Message {
+        adapter: ADAPTER.into(),
+        workspace: event.team_id.to_string(),
+        user: user.clone(),
+        user_name: user,
+        // Slack's DM channel ids start with D.
+        direct: channel.starts_with('D'),
+        channel,
+        id,
+        thread: None,
+        text: format!(
+            "@{} {}",
+            adapter.name,
+            event.text.as_deref().unwrap_or("").trim()
+        ),
+    };
+    shared
+        .runner
+        .submit(message, shared.adapter.clone() as Arc<dyn Adapter>);
+    Ok(empty)
+}
+
+/// Button clicks and modal submissions, handed to the dispatcher, which checks who, what and
+/// whether it is still valid. Other interaction kinds are acked and dropped.
+async fn on_interaction<H: Send + Sync + Clone + Connect + 'static>(
+    event: SlackInteractionEvent,
+    _client: Arc<SlackClient<SlackClientHyperConnector<H>>>,
+    states: SlackClientEventsUserState,
+) -> UserCallbackResult<SlackInteractionResponse> {
+    let Some(shared) = shared_state::<H>(&states).await else {
+        return Ok(SlackInteractionResponse::Empty);
+    };
+    let adapter = &shared.adapter;
+    let from =
+        |team: &SlackTeamId, user: &SlackUserId, channel: String, thread, id: String| Message {
+            adapter: ADAPTER.into(),
+            workspace: team.to_string(),
+            user: user.to_string(),
+            user_name: user.to_string(),
+            direct: channel.starts_with('D'),
+            channel,
+            id,
+            thread,
+            text: String::new(),
+        };
+    match event {
+        SlackInteractionEvent::BlockActions(e) => {
+            let Some(user) = &e.user else {
+                return Ok(SlackInteractionResponse::Empty);
+            };
+            let channel =
+                e.channel
+                    .as_ref()
+                    .map(|c| c.id.to_string())
+                    .or_else(|| match &e.container {
+                        SlackInteractionActionContainer::Message(m) => {
+                            m.channel_id.as_ref().map(ToString::to_string)
+                        }
+                        _ => None,
+                    });
+            let Some(channel) = channel else {
+                return Ok(SlackInteractionResponse::Empty);
+            };
+            for action in e.actions.iter().flatten() {
+                let id = action.action_id.to_string();
+                // Link buttons open a page; Slack reports their clicks anyway. Every other id
+                // goes to the dispatcher, which refuses what it did not offer.
+                if id == LINK_BUTTON_ID {
+                    continue;
+                }
+                let key = format!("action:{}", e.trigger_id);
+                adapter.keep_trigger(&key, e.trigger_id.clone());
+                let from = from(&e.team.id, &user.id, channel.clone(), None, key);
+                shared.runner.interact(
+                    from,
+                    Interaction::Button { id },
+                    shared.adapter.clone() as Arc<dyn Adapter>,
+                );
+            }
+        }
+        SlackInteractionEvent::ViewSubmission(e) => {
+            let SlackView::Modal(modal) = &e.view.view else {
+                return Ok(SlackInteractionResponse::Empty);
+            };
+            // Slack sends an app only its own views; an id deputy did not make is refused by
+            // the dispatcher, with a reply.
+            let id = modal
+                .callback_id
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            let value = e
+                .view
+                .state_params
+                .state
+                .as_ref()
+                .and_then(|s| s.values.get(&SlackBlockId::new(FORM_BLOCK.into())))
+                .and_then(|b| b.get(&SlackActionId::new(FORM_ACTION.into())))
+                .and_then(|v| v.value.clone())
+                .unwrap_or_default();
+            let metadata = modal.private_metadata.clone().unwrap_or_default();
+            let (channel, thread) = match metadata.split_once(' ') {
+                Some((c, t)) => (c.to_string(), Some(t.to_string())),
+                None => (metadata, None),
+            };
+            let key = format!("view:{}", e.view.state_params.id);
+            let from = from(&e.team.id, &e.user.id, channel, thread, key);
+            shared.runner.interact(
+                from,
+                Interaction::Form {
+                    id,
+                    value: Secret::new(value),
+                },
+                shared.adapter.clone() as Arc<dyn Adapter>,
+            );
+        }
+        _ => {}
+    }
+    // An empty ack closes the modal.
+    Ok(SlackInteractionResponse::Empty)
 }
 
 async fn on_push_event<H: Send + Sync + Clone + Connect + 'static>(
@@ -236,6 +526,7 @@ impl Slack {
             bot_token,
             bot_user: me.user_id.to_string(),
             name: runner.dispatcher().addressing.name.clone(),
+            triggers: Mutex::default(),
         });
         runner
             .dispatcher()
@@ -253,8 +544,10 @@ impl Slack {
                 })
                 .with_user_state(shared),
         );
-        let callbacks =
-            SlackSocketModeListenerCallbacks::new().with_push_events(on_push_event::<H>);
+        let callbacks = SlackSocketModeListenerCallbacks::new()
+            .with_push_events(on_push_event::<H>)
+            .with_command_events(on_command::<H>)
+            .with_interaction_events(on_interaction::<H>);
         let listener = SlackClientSocketModeListener::new(
             &SlackClientSocketModeConfig::new().with_max_connections_count(connections),
             environment,

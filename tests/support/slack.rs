@@ -1,8 +1,12 @@
 //! A fake Slack on 127.0.0.1 for integration tests of deputy's Slack adapter: the few Web API
 //! methods the adapter calls (`apps.connections.open`, `auth.test`, `chat.postMessage`,
-//! `chat.postEphemeral`, `conversations.open`) and the Socket Mode websocket that
+//! `chat.postEphemeral`, `conversations.open`, `views.open`) and the Socket Mode websocket that
 //! `apps.connections.open` points at. Tests push `events_api` envelopes (an `app_mention`, a
-//! direct message) down the socket, then look at what the bot acked and posted.
+//! direct message), `slash_commands` envelopes and `interactive` envelopes (`block_actions`,
+//! `view_submission`) down the socket, then look at what the bot acked, posted and opened.
+//!
+//! Like Slack, the fake hands out a `trigger_id` with each slash command and click, and
+//! `views.open` accepts it once, within 3 s, for the user it was given to.
 //!
 //! The fake speaks Slack's wire format, not slack-morphism's: it does not use the client's
 //! models, so a shape the client cannot parse shows up as a failed test, not as a fake that
@@ -84,6 +88,69 @@ pub struct Posted {
     pub mrkdwn: Option<bool>,
     /// The bearer token the call carried.
     pub token: String,
+    /// The Block Kit blocks, as sent.
+    pub blocks: Option<Value>,
+}
+
+impl Posted {
+    /// `(action_id, label, style)` of every button in the message's blocks.
+    pub fn buttons(&self) -> Vec<(String, String, Option<String>)> {
+        let mut out = Vec::new();
+        for block in self
+            .blocks
+            .iter()
+            .flat_map(|b| b.as_array().into_iter().flatten())
+        {
+            for e in block["elements"].as_array().into_iter().flatten() {
+                if e["type"] == "button" {
+                    out.push((
+                        e["action_id"].as_str().unwrap_or("").to_string(),
+                        e["text"]["text"].as_str().unwrap_or("").to_string(),
+                        e["style"].as_str().map(str::to_string),
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    /// The URL of every link button.
+    pub fn button_urls(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for block in self
+            .blocks
+            .iter()
+            .flat_map(|b| b.as_array().into_iter().flatten())
+        {
+            for e in block["elements"].as_array().into_iter().flatten() {
+                if let Some(url) = e["url"].as_str() {
+                    out.push(url.to_string());
+                }
+            }
+        }
+        out
+    }
+}
+
+/// A modal the bot opened with `views.open`.
+#[derive(Clone, Debug)]
+pub struct OpenedView {
+    pub id: String,
+    /// The user whose trigger opened it (the only one who can submit it).
+    pub user: String,
+    pub team: String,
+    pub callback_id: String,
+    pub private_metadata: String,
+    /// The whole view as the bot sent it.
+    pub view: Value,
+}
+
+/// A trigger the fake handed out, as Slack does with each slash command and click.
+struct Trigger {
+    user: String,
+    team: String,
+    issued: Instant,
+    used: bool,
 }
 
 pub struct FakeSlack {
@@ -143,6 +210,12 @@ struct Inner {
     /// Errors to answer instead of the next calls to a method (see `fail_next`).
     failures: HashMap<String, VecDeque<String>>,
     counter: u64,
+    triggers: HashMap<String, Trigger>,
+    views: Vec<OpenedView>,
+    /// The payload of each ack that carried one (slash commands, interactions).
+    ack_payloads: HashMap<String, Value>,
+    /// Every request body the Web API received, verbatim, to search for secrets.
+    bodies: Vec<String>,
 }
 
 impl Inner {
@@ -254,6 +327,198 @@ impl SlackState {
             "channel_type": "im",
         });
         self.send_event(&m.team, &m.event_id, &m.ts, event).await
+    }
+
+    /// Sends a `slash_commands` envelope (`/deputy <text>`) with a fresh trigger; returns the
+    /// envelope id.
+    pub async fn send_slash_command(
+        &self,
+        team: &str,
+        channel: &str,
+        user: &str,
+        text: &str,
+    ) -> String {
+        let trigger = self.issue_trigger(team, user);
+        let payload = json!({
+            "token": "fake-verification-token",
+            "team_id": team,
+            "team_domain": "deputy-test",
+            "channel_id": channel,
+            "channel_name": if channel.starts_with('D') { "directmessage" } else { "general" },
+            "user_id": user,
+            "user_name": user.to_lowercase(),
+            "command": "/deputy",
+            "text": text,
+            "api_app_id": APP_ID,
+            "is_enterprise_install": "false",
+            "response_url": format!("https://hooks.slack.com/commands/{team}/1/fake"),
+            "trigger_id": trigger,
+        });
+        self.send_envelope("slash_commands", payload, true).await
+    }
+
+    /// Sends an `interactive` `block_actions` envelope: `user` clicked the button
+    /// `action_id` on a message in `channel` (an ephemeral one when `ephemeral`).
+    pub async fn click(
+        &self,
+        team: &str,
+        channel: &str,
+        user: &str,
+        action_id: &str,
+        ephemeral: bool,
+    ) -> String {
+        let trigger = self.issue_trigger(team, user);
+        let ts = self.update(|i| i.next_ts());
+        let mut payload = json!({
+            "type": "block_actions",
+            "user": { "id": user, "username": user.to_lowercase(), "name": user.to_lowercase(), "team_id": team },
+            "api_app_id": APP_ID,
+            "token": "fake-verification-token",
+            "container": {
+                "type": "message",
+                "message_ts": ts,
+                "channel_id": channel,
+                "is_ephemeral": ephemeral,
+            },
+            "trigger_id": trigger,
+            "team": { "id": team, "domain": "deputy-test" },
+            "enterprise": null,
+            "is_enterprise_install": false,
+            "channel": { "id": channel, "name": "general" },
+            "state": { "values": {} },
+            "response_url": format!("https://hooks.slack.com/actions/{team}/1/fake"),
+            "actions": [{
+                "action_id": action_id,
+                "block_id": "b1",
+                "text": { "type": "plain_text", "text": "button", "emoji": true },
+                "type": "button",
+                "action_ts": ts,
+            }],
+        });
+        // Slack leaves the message out for ephemeral messages.
+        if !ephemeral {
+            payload["message"] = json!({
+                "type": "message", "user": BOT_USER, "bot_id": BOT_ID, "text": "…", "ts": ts,
+            });
+        }
+        self.send_envelope("interactive", payload, false).await
+    }
+
+    /// `user` submits the modal `view_id` with `value` in its one text input: a
+    /// `view_submission` envelope built from the view as the bot opened it.
+    pub async fn submit_view(&self, view_id: &str, user: &str, value: &str) -> String {
+        let view = self
+            .views()
+            .into_iter()
+            .find(|v| v.id == view_id)
+            .expect("a view the bot opened");
+        self.submit_view_as(&view, user, value).await
+    }
+
+    /// A `view_submission` of `view` (which may be altered, or never opened) by `user`.
+    pub async fn submit_view_as(&self, view: &OpenedView, user: &str, value: &str) -> String {
+        let mut values = Map::new();
+        for block in view.view["blocks"].as_array().into_iter().flatten() {
+            if block["type"] == "input" {
+                let element = &block["element"];
+                values.insert(
+                    block["block_id"].as_str().unwrap_or("b0").to_string(),
+                    json!({ element["action_id"].as_str().unwrap_or("a0"): {
+                        "type": element["type"], "value": value,
+                    }}),
+                );
+            }
+        }
+        let mut full = view.view.clone();
+        full["id"] = json!(view.id);
+        full["team_id"] = json!(view.team);
+        full["state"] = json!({ "values": values });
+        full["hash"] = json!("1700000000.fakehash");
+        full["callback_id"] = json!(view.callback_id);
+        full["private_metadata"] = json!(view.private_metadata);
+        full["app_id"] = json!(APP_ID);
+        full["bot_id"] = json!(BOT_ID);
+        full["root_view_id"] = json!(view.id);
+        full["previous_view_id"] = Value::Null;
+        let payload = json!({
+            "type": "view_submission",
+            "team": { "id": view.team, "domain": "deputy-test" },
+            "user": { "id": user, "username": user.to_lowercase(), "name": user.to_lowercase(), "team_id": view.team },
+            "api_app_id": APP_ID,
+            "token": "fake-verification-token",
+            "trigger_id": self.issue_trigger(&view.team, user),
+            "view": full,
+            "response_urls": [],
+            "is_enterprise_install": false,
+            "enterprise": null,
+        });
+        self.send_envelope("interactive", payload, true).await
+    }
+
+    /// Modals the bot opened, in order.
+    pub fn views(&self) -> Vec<OpenedView> {
+        self.inner.lock().unwrap().views.clone()
+    }
+
+    /// Resolves once at least `n` modals were opened; returns them all.
+    pub async fn wait_views(&self, n: usize) -> Vec<OpenedView> {
+        self.wait_for(&format!("{n} opened views"), |i| {
+            (i.views.len() >= n).then(|| i.views.clone())
+        })
+        .await
+    }
+
+    /// The payload the bot acked `envelope_id` with, if any.
+    pub fn ack_payload(&self, envelope_id: &str) -> Option<Value> {
+        self.inner
+            .lock()
+            .unwrap()
+            .ack_payloads
+            .get(envelope_id)
+            .cloned()
+    }
+
+    /// Every Web API request body received so far, verbatim.
+    pub fn bodies(&self) -> Vec<String> {
+        self.inner.lock().unwrap().bodies.clone()
+    }
+
+    fn issue_trigger(&self, team: &str, user: &str) -> String {
+        self.update(|i| {
+            let n = i.next();
+            let trigger = format!("{n}.1700000000.fa4e{n:08x}");
+            i.triggers.insert(
+                trigger.clone(),
+                Trigger {
+                    user: user.to_string(),
+                    team: team.to_string(),
+                    issued: Instant::now(),
+                    used: false,
+                },
+            );
+            trigger
+        })
+    }
+
+    async fn send_envelope(&self, kind: &str, payload: Value, accepts_payload: bool) -> String {
+        self.wait_connected().await;
+        self.update(|i| {
+            let n = i.next();
+            let envelope_id = format!("e0a1b2c3-0000-4000-8000-{n:012}");
+            let envelope = json!({
+                "envelope_id": envelope_id,
+                "payload": payload,
+                "type": kind,
+                "accepts_response_payload": accepts_payload,
+            });
+            let (_, socket) = match i.target {
+                Some(t) => &i.sockets[t],
+                None => i.sockets.last().expect("connected above"),
+            };
+            let _ = socket.send(envelope.to_string());
+            i.sent_at.insert(envelope_id.clone(), Instant::now());
+            envelope_id
+        })
     }
 
     async fn send_event(&self, team: &str, event_id: &str, ts: &str, event: Value) -> String {
@@ -464,6 +729,7 @@ async fn web_api(
     RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Response {
+    s.update(|i| i.bodies.push(String::from_utf8_lossy(&body).into_owned()));
     let p = params(&headers, query, &body);
     let token = headers
         .get(header::AUTHORIZATION)
@@ -478,7 +744,8 @@ async fn web_api(
 
     let wanted = match method.as_str() {
         "apps.connections.open" => APP_TOKEN,
-        "auth.test" | "chat.postMessage" | "chat.postEphemeral" | "conversations.open" => BOT_TOKEN,
+        "auth.test" | "chat.postMessage" | "chat.postEphemeral" | "conversations.open"
+        | "views.open" => BOT_TOKEN,
         _ => return slack_error("unknown_method"),
     };
     let Some(token) = token else {
@@ -526,6 +793,7 @@ async fn web_api(
         .into_response(),
         "chat.postMessage" | "chat.postEphemeral" => post(&s, &method, &p, token),
         "conversations.open" => conversations_open(&p),
+        "views.open" => views_open(&s, &p),
         _ => unreachable!("methods are checked above"),
     }
 }
@@ -551,6 +819,17 @@ fn post(s: &SlackState, method: &str, p: &Map<String, Value>, token: String) -> 
         return slack_error("msg_too_long");
     }
     let thread_ts = str_param(p, "thread_ts");
+    let blocks = match p.get("blocks") {
+        // A form body carries blocks as a JSON string.
+        Some(Value::String(b)) => serde_json::from_str(b).ok(),
+        Some(Value::Null) | None => None,
+        Some(b) => Some(b.clone()),
+    };
+    if let Some(blocks) = &blocks {
+        if let Err(e) = check_blocks(blocks, false) {
+            return slack_error(&format!("invalid_blocks: {e}"));
+        }
+    }
     let ts = s.update(|i| {
         i.posted.push(Posted {
             method: method.to_string(),
@@ -560,6 +839,7 @@ fn post(s: &SlackState, method: &str, p: &Map<String, Value>, token: String) -> 
             thread_ts: thread_ts.clone(),
             mrkdwn: bool_param(p, "mrkdwn"),
             token,
+            blocks,
         });
         i.next_ts()
     });
@@ -584,6 +864,115 @@ fn post(s: &SlackState, method: &str, p: &Map<String, Value>, token: String) -> 
         message["thread_ts"] = json!(thread_ts);
     }
     Json(json!({ "ok": true, "channel": channel, "ts": ts, "message": message })).into_response()
+}
+
+/// Checks blocks as Slack's Block Kit validation would for what deputy sends: known types,
+/// section text within 3,000 characters, buttons with a label of at most 75 characters and
+/// an `action_id` of at most 255, styles `primary` or `danger`, `input` blocks only in modals.
+fn check_blocks(blocks: &Value, modal: bool) -> Result<(), String> {
+    let blocks = blocks.as_array().ok_or("blocks is not an array")?;
+    if blocks.is_empty() || blocks.len() > 50 {
+        return Err("a message or view has 1 to 50 blocks".into());
+    }
+    for b in blocks {
+        match b["type"].as_str() {
+            Some("section") => {
+                let text = b["text"]["text"].as_str().ok_or("section without text")?;
+                if text.is_empty() || text.chars().count() > 3000 {
+                    return Err("section text must be 1 to 3000 characters".into());
+                }
+            }
+            Some("actions") => {
+                let elements = b["elements"].as_array().ok_or("actions without elements")?;
+                if elements.is_empty() || elements.len() > 25 {
+                    return Err("actions holds 1 to 25 elements".into());
+                }
+                for e in elements {
+                    if e["type"] != "button" || e["text"]["type"] != "plain_text" {
+                        return Err(format!("unexpected element {e}"));
+                    }
+                    let label = e["text"]["text"].as_str().unwrap_or("");
+                    let action = e["action_id"].as_str().unwrap_or("");
+                    if label.is_empty() || label.chars().count() > 75 || action.len() > 255 {
+                        return Err(format!("bad button {e}"));
+                    }
+                    if let Some(style) = e.get("style").and_then(Value::as_str) {
+                        if style != "primary" && style != "danger" {
+                            return Err(format!("bad button style {style}"));
+                        }
+                    }
+                }
+            }
+            Some("context") => {}
+            Some("input") if modal => {
+                if b["label"]["type"] != "plain_text" || b["element"]["type"].as_str().is_none() {
+                    return Err(format!("bad input block {b}"));
+                }
+            }
+            other => return Err(format!("block type {other:?} not allowed here")),
+        }
+    }
+    Ok(())
+}
+
+/// `views.open`: a modal opened with a trigger the fake handed out within 3 s and not used
+/// before, as Slack allows.
+fn views_open(s: &SlackState, p: &Map<String, Value>) -> Response {
+    let Some(trigger) = str_param(p, "trigger_id") else {
+        return slack_error("invalid_arguments");
+    };
+    let view: Value = match p.get("view") {
+        Some(Value::String(v)) => serde_json::from_str(v).unwrap_or(Value::Null),
+        Some(v) => v.clone(),
+        None => Value::Null,
+    };
+    if view["type"] != "modal" {
+        return slack_error("invalid_arguments");
+    }
+    let title = view["title"]["text"].as_str().unwrap_or("");
+    if view["title"]["type"] != "plain_text" || title.is_empty() || title.chars().count() > 24 {
+        return slack_error("invalid_arguments");
+    }
+    if let Err(e) = check_blocks(&view["blocks"], true) {
+        return slack_error(&format!("invalid_arguments: {e}"));
+    }
+    let callback_id = view["callback_id"].as_str().unwrap_or("").to_string();
+    let private_metadata = view["private_metadata"].as_str().unwrap_or("").to_string();
+    if callback_id.len() > 255 || private_metadata.len() > 3000 {
+        return slack_error("invalid_arguments");
+    }
+    let opened = s.update(|i| {
+        let t = i.triggers.get_mut(&trigger)?;
+        if t.used || t.issued.elapsed() > Duration::from_secs(3) {
+            return None;
+        }
+        t.used = true;
+        let (user, team) = (t.user.clone(), t.team.clone());
+        let id = format!("V{:010}", i.next());
+        let opened = OpenedView {
+            id,
+            user,
+            team,
+            callback_id,
+            private_metadata,
+            view: view.clone(),
+        };
+        i.views.push(opened.clone());
+        Some(opened)
+    });
+    let Some(opened) = opened else {
+        return slack_error("expired_trigger_id");
+    };
+    let mut answer = view;
+    answer["id"] = json!(opened.id);
+    answer["team_id"] = json!(opened.team);
+    answer["state"] = json!({ "values": {} });
+    answer["hash"] = json!("1700000000.fakehash");
+    answer["app_id"] = json!(APP_ID);
+    answer["bot_id"] = json!(BOT_ID);
+    answer["root_view_id"] = json!(opened.id);
+    answer["previous_view_id"] = Value::Null;
+    Json(json!({ "ok": true, "view": answer })).into_response()
 }
 
 fn conversations_open(p: &Map<String, Value>) -> Response {
@@ -681,11 +1070,16 @@ async fn serve_socket(s: Arc<SlackState>, mut socket: WebSocket) {
 /// Anything else is kept for the diagnostics of a failed wait: a panic here would only end
 /// this socket's task, not the test.
 fn record_ack(s: &SlackState, text: &str) {
-    let envelope_id = serde_json::from_str::<Value>(text)
-        .ok()
+    let frame = serde_json::from_str::<Value>(text).ok();
+    let envelope_id = frame
+        .as_ref()
         .and_then(|v| v.get("envelope_id")?.as_str().map(str::to_string));
+    let payload = frame.and_then(|mut v| v.get_mut("payload").map(Value::take));
     s.update(|i| match envelope_id {
         Some(envelope_id) => {
+            if let Some(payload) = payload {
+                i.ack_payloads.insert(envelope_id.clone(), payload);
+            }
             i.acked_at
                 .entry(envelope_id.clone())
                 .or_insert_with(Instant::now);
