@@ -518,3 +518,62 @@ async fn an_expired_confirmation_runs_nothing() {
     assert!(jenkins.seen().is_empty());
     stop(child).await;
 }
+
+#[tokio::test]
+async fn a_sign_in_link_asked_for_in_a_channel_goes_only_to_the_user_with_a_button() {
+    let x = deputy::sandbox::Provider::start().await.unwrap();
+    let fake = FakeSlack::start().await;
+    let mut deputy = Deputy::twitter(
+        &x.url,
+        &format!(
+            "\n[slack]\nenabled = true\napi_url = \"{}\"\nconnections = 1\n",
+            fake.api_url
+        ),
+    );
+    deputy
+        .env
+        .push(("SLACK_APP_TOKEN".into(), APP_TOKEN.into()));
+    deputy
+        .env
+        .push(("SLACK_BOT_TOKEN".into(), BOT_TOKEN.into()));
+    let child = deputy.spawn(&["run"]);
+    fake.state.wait_connected().await;
+    fake.state
+        .send_mention(mention("T1", "U1", "t setupauth", "7.1", "L1"))
+        .await;
+    let link = nth_post(&fake, 1).await;
+    assert_eq!(link.method, "chat.postEphemeral");
+    assert_eq!(link.user.as_deref(), Some("U1"));
+    assert_eq!(link.thread_ts.as_deref(), Some("7.1"));
+    let url = link_in(&link.text);
+    assert!(url.starts_with(&x.url), "{link:?}");
+    assert_eq!(link.button_urls(), [url]);
+    assert_eq!(link.buttons()[0].1, "Sign in to twitter");
+    stop(child).await;
+}
+
+/// The manifest operators copy from the README is the one in contrib/, and it asks for what
+/// the forms, buttons and slash command need.
+#[test]
+fn the_slack_manifest_in_the_readme_and_contrib_agree_and_enable_interactivity() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let start = readme.find("```yaml\n").expect("a yaml block") + "```yaml\n".len();
+    let end = start + readme[start..].find("```").unwrap();
+    let file = std::fs::read_to_string(root.join("contrib/slack-manifest.yaml")).unwrap();
+    let body: String = file
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(&readme[start..end], body);
+    for needed in [
+        "socket_mode_enabled: true",
+        "interactivity:\n    is_enabled: true",
+        "- command: /deputy",
+        "commands,",
+        "chat:write",
+    ] {
+        assert!(body.contains(needed), "{needed} missing from the manifest");
+    }
+}

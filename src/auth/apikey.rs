@@ -30,6 +30,7 @@ impl AuthScheme for ApiKey {
         format!(
             "Your account:\n\
              `{p} setkey <{}>` — link it (in a direct message only; the key is stored encrypted)\n\
+             `{p} setkey` — on Slack: a private form to paste the key into, never a message\n\
              `{p} whoami` — whether you are linked, and as whom\n\
              `{p} logout` — forget your key\n",
             pack.service.auth.hint()
