@@ -64,8 +64,8 @@ pub struct Reply {
     /// Instead of a message: open this private form for the user (a Slack modal, a Discord
     /// modal), in answer to the interaction that brought the message. Only set when
     /// [`Surfaces::forms`] is true for that message; `text` is then what an adapter posts if
-    /// opening the form fails.
-    pub form: Option<SecretForm>,
+    /// opening the form fails. Boxed: replies travel in `Result`s, and most have no form.
+    pub form: Option<Box<SecretForm>>,
 }
 
 impl Reply {

@@ -316,3 +316,48 @@ async fn an_expired_confirmation_runs_nothing() {
     );
     assert!(jenkins.seen().is_empty());
 }
+
+#[tokio::test]
+async fn a_new_question_replaces_the_users_open_one() {
+    let jenkins = FakeJenkins::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dispatcher(dir.path(), &jenkins.url, 120);
+    let buttons = Rich { forms: false };
+    let mut dm = from("alice", &format!("jenkins setkey {ALICE_KEY}"));
+    dm.direct = true;
+    assert!(d.handle(&dm, &buttons).await[0].text.starts_with("Stored"));
+    let first = d
+        .handle(&from("alice", "@deputy jenkins abort deploy"), &buttons)
+        .await;
+    let second = d
+        .handle(&from("alice", "@deputy jenkins abort nightly"), &buttons)
+        .await;
+    let r = d
+        .interact(
+            &from("alice", ""),
+            &click(&first[0].buttons[0].id),
+            &buttons,
+        )
+        .await;
+    assert!(
+        r[0].text.contains("expired or was already used"),
+        "{}",
+        r[0].text
+    );
+    let r = d
+        .interact(
+            &from("alice", ""),
+            &click(&second[0].buttons[0].id),
+            &buttons,
+        )
+        .await;
+    assert!(
+        r[0].text.contains("abort the last build of nightly"),
+        "{}",
+        r[0].text
+    );
+    assert_eq!(jenkins.seen(), vec![Seen::abort("alice", "nightly")]);
+    // Open offers are bounded per user: the brain holds one question, not one per ask.
+    let offers = d.brain.keys("offer/").await.unwrap();
+    assert!(offers.is_empty(), "{offers:?}");
+}

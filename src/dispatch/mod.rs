@@ -654,7 +654,7 @@ impl Dispatcher {
                 hint: clip(s.auth.hint(), 100),
             };
             return Ok(vec![Reply {
-                form: Some(form),
+                form: Some(Box::new(form)),
                 ..Reply::private(format!(
                     "I could not open the form. In a direct message to me, run `{} setkey <{}>`.",
                     s.prefixes[0],

@@ -2,6 +2,10 @@
 //! under an unguessable token, bound to the user it was offered to, expiring, and taken at
 //! most once (an atomic marker in the brain, so two replicas or a replayed click cannot both
 //! use it). Callback ids are `dp1.<token>.<action>`.
+//!
+//! A user has at most one open question and one open key form or button: a new one replaces
+//! the last (whose buttons then answer "expired"), so unanswered offers cannot pile up in a
+//! brain without native expiry.
 
 use serde::{Deserialize, Serialize};
 
@@ -114,7 +118,17 @@ fn typed_key(msg: &Message) -> KeyPath {
     )
 }
 
-/// Records an offer to the user of `to` for `ttl_secs`; returns its token.
+/// Where the token of the user's open offer of this sort is kept.
+fn latest_key(to: &Message, what: &Offered) -> KeyPath {
+    let sort = match what {
+        Offered::Confirm { .. } => "confirm",
+        Offered::LinkButton { .. } | Offered::KeyForm { .. } => "key",
+    };
+    KeyPath::of("offers", &[&to.adapter, &to.workspace, &to.user, sort])
+}
+
+/// Records an offer to the user of `to` for `ttl_secs`, replacing their open one of the same
+/// sort; returns its token.
 pub async fn make(
     brain: &Brain,
     to: &Message,
@@ -123,6 +137,10 @@ pub async fn make(
 ) -> anyhow::Result<String> {
     // 128 random bits: not guessable, and the record is bound to the user besides.
     let token = format!("{:032x}", rand::random::<u128>());
+    let latest = latest_key(to, &what);
+    if let Some(old) = brain.get::<String>(&latest).await? {
+        brain.delete(&offer_key(&old)).await?;
+    }
     let offer = Offer {
         to: Conversation::of(to),
         what,
@@ -130,6 +148,9 @@ pub async fn make(
     };
     brain
         .put_expiring(&offer_key(&token), &offer, offer.expires_at)
+        .await?;
+    brain
+        .put_expiring(&latest, &token, offer.expires_at)
         .await?;
     Ok(token)
 }
