@@ -1,6 +1,7 @@
 //! Several deputy processes on one real Redis brain: a sign-in started on one replica
-//! finishes on another, a due token is refreshed once however many replicas need it, and a
-//! Slack event delivered to every replica is answered once.
+//! finishes on another, a due token is refreshed once however many replicas need it, a
+//! Slack event delivered to every replica is answered once, and a Confirm click reaching
+//! every replica runs the command once.
 
 mod support;
 
@@ -229,4 +230,79 @@ async fn an_oauth_callback_landing_on_another_replica_links_the_user() {
     assert_eq!(on_a.ask("t whoami").await, "You are Alice (@alice) on X.");
     on_a.finish().await;
     on_b.finish().await;
+}
+
+#[tokio::test]
+async fn a_confirm_click_reaching_every_replica_runs_the_command_once() {
+    let redis = RedisServer::start().await;
+    let jenkins = FakeJenkins::start().await;
+    let fake = FakeSlack::start().await;
+    let replica = || {
+        let mut d = Deputy::new(
+            &jenkins.url,
+            &format!(
+                "\n[slack]\nenabled = true\napi_url = \"{}\"\nconnections = 1\n",
+                fake.api_url
+            ),
+        );
+        d.env
+            .push(("SLACK_APP_TOKEN".into(), support::slack::APP_TOKEN.into()));
+        d.env
+            .push(("SLACK_BOT_TOKEN".into(), support::slack::BOT_TOKEN.into()));
+        d.use_redis(&redis.url());
+        d
+    };
+    let (a, b) = (replica(), replica());
+    let _ca = a.spawn(&["run"]);
+    fake.state.wait_connections(1).await;
+    let _cb = b.spawn(&["run"]);
+    fake.state.wait_connections(2).await;
+    fake.state
+        .send_dm(support::slack::DirectMessage {
+            team: "T1".into(),
+            channel: "DU1".into(),
+            user: "U1".into(),
+            text: format!("jenkins setkey {ALICE_KEY}"),
+            ts: "200.1".into(),
+            event_id: "EvKey".into(),
+        })
+        .await;
+    fake.state.wait_posted(1).await;
+    fake.state
+        .send_mention(Mention {
+            team: "T1".into(),
+            channel: "C0GENERAL".into(),
+            user: "U1".into(),
+            text: format!("<@{}> jenkins abort deploy", support::slack::BOT_USER),
+            ts: "200.2".into(),
+            thread_ts: None,
+            event_id: "EvAsk".into(),
+        })
+        .await;
+    let question = fake.state.wait_posted(2).await[1].clone();
+    let confirm = question.buttons()[0].0.clone();
+    fake.state
+        .click_on_all("T1", "C0GENERAL", "U1", &confirm)
+        .await;
+    let answers: Vec<String> = fake.state.wait_posted(4).await[2..]
+        .iter()
+        .map(|p| p.text.clone())
+        .collect();
+    assert_eq!(
+        answers
+            .iter()
+            .filter(|t| t.contains("Asked Jenkins to abort the last build of deploy"))
+            .count(),
+        1,
+        "{answers:?}"
+    );
+    assert_eq!(
+        answers
+            .iter()
+            .filter(|t| t.contains("expired or was already used"))
+            .count(),
+        1,
+        "{answers:?}"
+    );
+    assert_eq!(jenkins.seen(), vec![Seen::abort("alice", "deploy")]);
 }

@@ -404,6 +404,25 @@ impl SlackState {
         self.send_envelope("interactive", payload, false).await
     }
 
+    /// The same click sent to every open connection, as a redelivery may reach several
+    /// replicas; returns the envelope ids.
+    pub async fn click_on_all(
+        &self,
+        team: &str,
+        channel: &str,
+        user: &str,
+        action_id: &str,
+    ) -> Vec<String> {
+        let n = self.inner.lock().unwrap().sockets.len();
+        let mut ids = Vec::new();
+        for socket in 0..n {
+            self.update(|i| i.target = Some(socket));
+            ids.push(self.click(team, channel, user, action_id, true).await);
+        }
+        self.update(|i| i.target = None);
+        ids
+    }
+
     /// `user` submits the modal `view_id` with `value` in its one text input: a
     /// `view_submission` envelope built from the view as the bot opened it.
     pub async fn submit_view(&self, view_id: &str, user: &str, value: &str) -> String {
