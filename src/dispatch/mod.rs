@@ -183,7 +183,8 @@ impl Dispatcher {
                     .interaction(msg, &Interaction::Button { id }, adapter)
                     .await;
             }
-            if addressed.is_some() && self.find(addressed.unwrap_or_default().trim()).is_none() {
+            // Addressed to the bot, and no service is called that: say why nothing happens.
+            if addressed.is_some_and(|text| self.find(text.trim()).is_none()) {
                 return reply(
                     "Nothing here is waiting for your yes or no (a confirmation may have \
                      expired: ask for the command again).",
