@@ -113,6 +113,12 @@ async fn bare_setkey_in_a_channel_offers_a_private_button_whose_form_stores_the_
     let f = r[0].form.clone().expect("a form");
     assert_eq!(f.title, "Link jenkins");
     assert!(f.hint.contains("user:token"), "{}", f.hint);
+    // Its text is what the adapter posts if the form does not open.
+    assert!(
+        r[0].text.contains("could not open the form"),
+        "{}",
+        r[0].text
+    );
     assert!(!stored(&d, "alice").await);
 
     // The button was used up.
@@ -315,6 +321,29 @@ async fn an_expired_confirmation_runs_nothing() {
         r[0].text
     );
     assert!(jenkins.seen().is_empty());
+}
+
+#[tokio::test]
+async fn a_link_button_clicked_where_no_form_can_open_says_how_to_send_the_key() {
+    let jenkins = FakeJenkins::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dispatcher(dir.path(), &jenkins.url, 120);
+    let buttons = Rich { forms: false };
+    let r = d
+        .handle(&from("alice", "@deputy jenkins setkey"), &buttons)
+        .await;
+    let link = r[0].buttons[0].id.clone();
+    let r = d
+        .interact(&from("alice", ""), &click(&link), &buttons)
+        .await;
+    assert_eq!(r.len(), 1);
+    assert!(r[0].form.is_none() && r[0].buttons.is_empty(), "{:?}", r[0]);
+    assert!(
+        r[0].text
+            .contains("In a direct message to me, run `jenkins setkey <"),
+        "{}",
+        r[0].text
+    );
 }
 
 #[tokio::test]

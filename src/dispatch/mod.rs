@@ -599,6 +599,10 @@ impl Dispatcher {
                 .collect()
         };
         match (offer.what, action) {
+            // A click that cannot open the form gets the text way, not another button.
+            (Offered::LinkButton { .. }, _) if !adapter.surfaces(from).forms => {
+                Ok(vec![no_form(pack)])
+            }
             (Offered::LinkButton { .. }, _) => self.offer_key(from, pack, adapter).await,
             (Offered::KeyForm { .. }, _) => {
                 let Interaction::Form { value, .. } = interaction else {
@@ -656,11 +660,7 @@ impl Dispatcher {
             };
             return Ok(vec![Reply {
                 form: Some(Box::new(form)),
-                ..Reply::private(format!(
-                    "I could not open the form. In a direct message to me, run `{} setkey <{}>`.",
-                    s.prefixes[0],
-                    s.auth.hint()
-                ))
+                ..no_form(pack)
             }]);
         }
         if surfaces.buttons {
@@ -730,6 +730,16 @@ impl Dispatcher {
             "{question} Type `yes` to confirm or `no` to cancel, within {ttl} s."
         ))
     }
+}
+
+/// The key form could not be opened: the way without it, only to the user.
+fn no_form(pack: &Pack) -> Reply {
+    let s = &pack.service;
+    Reply::private(format!(
+        "I could not open the form here. In a direct message to me, run `{} setkey <{}>`.",
+        s.prefixes[0],
+        s.auth.hint()
+    ))
 }
 
 /// A typed answer to a confirmation: `yes` or `no` (and their usual short forms).
