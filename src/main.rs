@@ -174,7 +174,17 @@ fn main() -> ExitCode {
         _ => "warn",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level))
+        // slack-morphism and tungstenite trace every websocket frame whole, and frames carry
+        // what users type into deputy's private forms and DMs: never below debug for them,
+        // whatever RUST_LOG says.
+        .add_directive("slack_morphism=debug".parse().expect("a valid directive"))
+        .add_directive("tungstenite=debug".parse().expect("a valid directive"))
+        .add_directive(
+            "tokio_tungstenite=debug"
+                .parse()
+                .expect("a valid directive"),
+        );
     let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(filter);

@@ -255,8 +255,19 @@ async fn stop(child: tokio::process::Child) -> String {
 async fn a_key_typed_into_the_slash_command_modal_is_stored_used_and_never_posted() {
     let jenkins = FakeJenkins::start().await;
     let fake = FakeSlack::start().await;
-    let deputy = slack_deputy(&jenkins.url, &fake);
-    let child = deputy.spawn(&["run"]);
+    let mut deputy = slack_deputy(&jenkins.url, &fake);
+    // Even at the chattiest log level no frame with the key is logged.
+    deputy.env.push(("RUST_LOG".into(), "trace".into()));
+    let mut child = deputy.spawn(&["run"]);
+    // Read the log as it comes: a full stderr pipe would stall deputy.
+    let mut stderr = child.stderr.take().unwrap();
+    let log = tokio::spawn(async move {
+        let mut log = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut log)
+            .await
+            .unwrap();
+        log
+    });
     fake.state.wait_connected().await;
 
     let env = fake
@@ -339,7 +350,9 @@ async fn a_key_typed_into_the_slash_command_modal_is_stored_used_and_never_poste
         "still alice's key"
     );
 
-    let log = stop(child).await;
+    stop(child).await;
+    let log = log.await.unwrap();
+    assert!(log.contains("TRACE"), "a trace-level log");
     assert_no_key_in(&fake);
     for secret in [ALICE_TOKEN, BOB_TOKEN] {
         assert!(!log.contains(secret), "{secret} in the log:\n{log}");
