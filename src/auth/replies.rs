@@ -115,3 +115,21 @@ pub async fn declined(outbox: &Outbox, to: &Message, service: &str) -> (bool, St
         .await;
     (false, "You declined; nothing was linked.".into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sign_in_reply_buttons_the_first_link_in_its_text() {
+        let r = sign_in(
+            "To link your x account, open https://x.test/auth?t=1 , then type the PIN.".into(),
+            "x",
+        );
+        assert_eq!(r.visibility, crate::message::Visibility::OnlyUser);
+        assert_eq!(r.buttons.len(), 1);
+        assert_eq!(r.buttons[0].url.as_deref(), Some("https://x.test/auth?t=1"));
+        assert_eq!(r.buttons[0].label, "Sign in to x");
+        assert!(sign_in("no link here".into(), "x").buttons.is_empty());
+    }
+}

@@ -786,4 +786,17 @@ mod tests {
         assert_eq!(closest("hlep", c.iter().copied()), Some("help"));
         assert_eq!(closest("weather", c.iter().copied()), None);
     }
+
+    #[test]
+    fn typed_answers_are_yes_or_no_and_nothing_else() {
+        for yes in ["yes", "YES", " yes. ", "Yes!", "confirm"] {
+            assert_eq!(typed_answer(yes), Some(Action::Yes), "{yes}");
+        }
+        for no in ["no", "No.", "cancel"] {
+            assert_eq!(typed_answer(no), Some(Action::No), "{no}");
+        }
+        for other in ["yes please", "y", "nope", "jenkins build", ""] {
+            assert_eq!(typed_answer(other), None, "{other}");
+        }
+    }
 }
