@@ -565,9 +565,7 @@ impl Dispatcher {
             Err(refusal) => {
                 tracing::warn!(target: "deputy::audit", user = %who, refusal = ?refusal, "interaction refused");
                 return Ok(vec![Reply::private(match refusal {
-                    Refusal::Unknown => {
-                        "I don't know that button or form, so I did nothing with it."
-                    }
+                    Refusal::Unknown => UNKNOWN_INTERACTION,
                     Refusal::Gone => {
                         "That button or form has expired or was already used, so I did nothing \
                          with it. Ask again for a fresh one."
@@ -606,7 +604,7 @@ impl Dispatcher {
             (Offered::LinkButton { .. }, _) => self.offer_key(from, pack, adapter).await,
             (Offered::KeyForm { .. }, _) => {
                 let Interaction::Form { value, .. } = interaction else {
-                    return reply("I don't know that button or form, so I did nothing with it.");
+                    return reply(UNKNOWN_INTERACTION);
                 };
                 let kind = self.kind(pack);
                 Ok(private(
@@ -731,6 +729,9 @@ impl Dispatcher {
         ))
     }
 }
+
+/// The answer to a button or form deputy did not offer.
+const UNKNOWN_INTERACTION: &str = "I don't know that button or form, so I did nothing with it.";
 
 /// The key form could not be opened: the way without it, only to the user.
 fn no_form(pack: &Pack) -> Reply {
