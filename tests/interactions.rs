@@ -200,6 +200,21 @@ async fn a_form_used_twice_by_someone_else_or_unknown_stores_nothing() {
     }
     assert!(!stored(&d, "alice").await);
 
+    // A platform that can show a problem beside the input asks first: nothing is used up.
+    let bad = form(&f.id, "no-colon");
+    let problem = d.check_form(&from("alice", ""), &bad).await;
+    assert!(problem.unwrap().contains("joined by a colon"));
+    assert_eq!(
+        d.check_form(&from("alice", ""), &form(&f.id, ALICE_KEY))
+            .await,
+        None
+    );
+    assert_eq!(
+        d.check_form(&from("bob", ""), &bad).await,
+        None,
+        "not bob's form"
+    );
+
     // A wrong key is refused like `setkey`, and uses the form up.
     let r = d
         .interact(&from("alice", ""), &form(&f.id, "no-colon"), &forms)

@@ -289,6 +289,20 @@ async fn a_key_typed_into_the_slash_command_modal_is_stored_used_and_never_poste
         .contains("user:token"));
     assert!(fake.state.posted().is_empty(), "a modal, not a message");
 
+    // A key that cannot be right is shown beside the input; the modal stays open and usable.
+    let env = fake
+        .state
+        .submit_view(&view.id, "U1", "no-colon-here")
+        .await;
+    fake.state.wait_acked(&env).await;
+    let ack = fake.state.ack_payload(&env).expect("an errors response");
+    assert_eq!(ack["response_action"], "errors");
+    let problem = ack["errors"][input["block_id"].as_str().unwrap()]
+        .as_str()
+        .expect("the error sits on the modal's input block");
+    assert!(problem.contains("joined by a colon"), "{problem}");
+    assert!(fake.state.posted().is_empty());
+
     let env = fake.state.submit_view(&view.id, "U1", ALICE_KEY).await;
     fake.state.wait_acked(&env).await;
     assert_eq!(fake.state.ack_payload(&env), None, "the modal closes");

@@ -66,6 +66,28 @@ impl AuthScheme for ApiKey {
         true
     }
 
+    fn check_key(&self, pack: &Pack, key: &str) -> Result<(), String> {
+        let s = &pack.service;
+        if key.is_empty() {
+            return Err("That key is empty.".into());
+        }
+        if let AuthKind::Basic { .. } = s.auth {
+            let ok = key
+                .split_once(':')
+                .is_some_and(|(u, t)| !u.is_empty() && !t.is_empty());
+            if !ok {
+                return Err(format!(
+                    "{} expects your user name and token joined by a colon.",
+                    s.name
+                ));
+            }
+        }
+        if key.chars().any(char::is_control) {
+            return Err("That key has characters a key cannot have.".into());
+        }
+        Ok(())
+    }
+
     /// A key from `setkey <key>` or from a private form: checked, stored, acknowledged.
     async fn store_key(
         &self,
@@ -77,26 +99,8 @@ impl AuthScheme for ApiKey {
         let s = &pack.service;
         // A form keeps what was pasted around the key (a trailing newline); a word has none.
         let secret = key.expose().trim();
-        if secret.is_empty() {
-            return reply(format!("That key is empty. Usage: {}", usage(pack)));
-        }
-        if let AuthKind::Basic { .. } = s.auth {
-            let ok = secret
-                .split_once(':')
-                .is_some_and(|(u, t)| !u.is_empty() && !t.is_empty());
-            if !ok {
-                return reply(format!(
-                    "{} expects your user name and token joined by a colon. Usage: {}",
-                    s.name,
-                    usage(pack)
-                ));
-            }
-        }
-        if secret.chars().any(char::is_control) {
-            return reply(format!(
-                "That key has characters a key cannot have. Usage: {}",
-                usage(pack)
-            ));
+        if let Err(why) = self.check_key(pack, secret) {
+            return reply(format!("{why} Usage: {}", usage(pack)));
         }
         let credential = Credential::ApiKey {
             secret: Secret::new(secret),

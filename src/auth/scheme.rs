@@ -101,6 +101,12 @@ pub trait AuthScheme: Send + Sync + 'static {
         false
     }
 
+    /// What is wrong with `key` as this service's key, written for the user; checked before
+    /// anything is stored, and by a form that can show the problem beside its input.
+    fn check_key(&self, _pack: &Pack, _key: &str) -> Result<(), String> {
+        Ok(())
+    }
+
     /// Stores a key the user typed into a private form: the same checks and reply as
     /// `setkey <key>` in a direct message.
     async fn store_key(

@@ -354,14 +354,23 @@ async fn on_interaction<H: Send + Sync + Clone + Connect + 'static>(
             };
             let key = format!("view:{}", e.view.state_params.id);
             let from = from(&e.team.id, &e.user.id, channel, thread, key);
-            shared.runner.interact(
-                from,
-                Interaction::Form {
-                    id,
-                    value: Secret::new(value),
-                },
-                shared.adapter.clone() as Arc<dyn Adapter>,
-            );
+            let form = Interaction::Form {
+                id,
+                value: Secret::new(value),
+            };
+            // A key that cannot be right is shown beside the input and the modal stays open,
+            // so the user fixes it rather than asking for a new form.
+            if let Some(problem) = shared.runner.dispatcher().check_form(&from, &form).await {
+                let errors = HashMap::from([(FORM_BLOCK.to_string(), problem)]);
+                return Ok(SlackInteractionResponse::ViewSubmission(
+                    SlackViewSubmissionResponse::Errors(SlackViewSubmissionErrorsResponse::new(
+                        errors,
+                    )),
+                ));
+            }
+            shared
+                .runner
+                .interact(from, form, shared.adapter.clone() as Arc<dyn Adapter>);
         }
         _ => {}
     }

@@ -553,6 +553,29 @@ impl Dispatcher {
         self.answer(from, handled)
     }
 
+    /// What is wrong with the value of a submitted key form, for a platform that can show it
+    /// beside the input and keep the form open (Slack's `response_action: errors`). `None`
+    /// when the value is fine, or when the form is not a live one of this user's: then
+    /// [`Dispatcher::interact`] answers. Nothing is used up or stored.
+    pub async fn check_form(&self, from: &Message, interaction: &Interaction) -> Option<String> {
+        let Interaction::Form { value, .. } = interaction else {
+            return None;
+        };
+        let offer = match offer::peek(&self.brain, from, interaction).await {
+            Ok(Some(offer)) => offer,
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "could not look a form up");
+                return None;
+            }
+        };
+        let Offered::KeyForm { service } = &offer.what else {
+            return None;
+        };
+        let pack = self.packs.iter().find(|p| &p.service.name == service)?;
+        self.kind(pack).check_key(pack, value.expose().trim()).err()
+    }
+
     async fn interaction(
         &self,
         from: &Message,

@@ -173,6 +173,26 @@ pub async fn typed(brain: &Brain, from: &Message) -> anyhow::Result<Option<Strin
     brain.get(&typed_key(from)).await
 }
 
+/// The live offer an interaction from `from` names, without using it up: `None` unless it is
+/// one deputy made, offered to that user, not yet used or expired, and fits the interaction.
+pub async fn peek(
+    brain: &Brain,
+    from: &Message,
+    interaction: &Interaction,
+) -> anyhow::Result<Option<Offer>> {
+    let Some((token, action)) = parse_id(interaction.id()) else {
+        return Ok(None);
+    };
+    let Some(offer) = brain.get::<Offer>(&offer_key(token)).await? else {
+        return Ok(None);
+    };
+    let to = &offer.to;
+    let mine =
+        (&to.adapter, &to.workspace, &to.user) == (&from.adapter, &from.workspace, &from.user);
+    let live = action.fits(&offer.what, interaction) && !pending::expired(offer.expires_at);
+    Ok((mine && live).then_some(offer))
+}
+
 /// Checks an interaction from `from` against what was offered and, if it holds, uses the
 /// offer up: an offer is taken once, by the user it was offered to, before it expires.
 pub async fn take(
