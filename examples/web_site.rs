@@ -61,7 +61,7 @@ async fn main() {
     };
     let site = Site {
         issuer: format!("http://{}", args.listen),
-        key: EncodingKey::from_secret(secret.as_bytes()),
+        key: EncodingKey::from_secret(secret.as_bytes()).expect("an HMAC key of any length"),
         args: args.clone(),
     };
     let app = Router::new()
