@@ -127,7 +127,7 @@ enum BrainCommand {
     Verify,
     /// Erase a person: their credentials, pending sign-ins and sign-in state.
     Forget {
-        /// The chat platform: shell, discord, slack.
+        /// The chat platform: shell, discord, slack, web.
         #[arg(long)]
         adapter: String,
         /// The workspace (Slack team, Discord guild); every workspace when left out.
