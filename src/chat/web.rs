@@ -364,8 +364,13 @@ async fn session(
     if socket.send(frame(hello)).await.is_err() {
         return;
     }
-    let left = (who.expires_at + s.leeway).saturating_sub(crate::brain::now_unix());
-    let expires = tokio::time::Instant::now() + Duration::from_secs(left);
+    // The first instant a new connection with this token would be refused: jsonwebtoken
+    // accepts a token through the whole second `exp + leeway`.
+    let refused_from = std::time::UNIX_EPOCH + Duration::from_secs(who.expires_at + s.leeway + 1);
+    let left = refused_from
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    let expires = tokio::time::Instant::now() + left;
     let mut bucket = Bucket::new(s.limits.burst, s.limits.messages_per_minute);
     let mut stop = s.stop.subscribe();
     let mut seq = 0u64;
