@@ -233,6 +233,10 @@ pub struct WebIdentityConfig {
     /// The least time between two JWKS fetches caused by unknown `kid`s.
     #[serde(default = "default_jwks_min_refresh")]
     pub jwks_min_refresh_secs: u64,
+    /// How long fetched JWKS keys are used before they are asked for again (so a key the site
+    /// withdraws stops working).
+    #[serde(default = "default_jwks_max_age")]
+    pub jwks_max_age_secs: u64,
     /// Clock skew allowed on `exp` and `nbf`.
     #[serde(default = "default_leeway")]
     pub leeway_secs: u64,
@@ -248,6 +252,9 @@ fn default_user_claim() -> String {
 }
 fn default_jwks_min_refresh() -> u64 {
     60
+}
+fn default_jwks_max_age() -> u64 {
+    3600
 }
 fn default_leeway() -> u64 {
     30
@@ -302,6 +309,9 @@ impl WebIdentityConfig {
                     (Some(_), None) => {}
                 }
             }
+        }
+        if self.jwks_max_age_secs == 0 {
+            return e("jwks_max_age_secs must be at least 1");
         }
         if self.jwks_min_refresh_secs == 0 {
             return e("jwks_min_refresh_secs must be at least 1, so a flood of unknown key ids cannot hammer the JWKS server");

@@ -475,3 +475,31 @@ async fn check_explains_web_chat_config_mistakes() {
     let help = deputy.command(&["--help"]).output().unwrap();
     assert!(String::from_utf8_lossy(&help.stdout).contains("DEPUTY_WEB_JWT_SECRET"));
 }
+
+#[tokio::test]
+async fn a_key_the_site_withdraws_stops_working_once_the_cached_keys_are_old() {
+    let (k1, k2) = (Es256::generate("k1"), Es256::generate("k2"));
+    let site = jwks(vec![k1.jwk()]).await;
+    let identity = format!(
+        "algorithm = \"ES256\"\njwks_url = \"{}\"\njwks_max_age_secs = 2",
+        site.url
+    );
+    let (deputy, port) = WebDeputy::config("http://127.0.0.1:9", "", &identity);
+    let d = WebDeputy::start(&deputy, port).await;
+    d.connect(&k1.sign(&claims("alice", 600))).await;
+    assert_eq!(site.fetches.load(Ordering::SeqCst), 1);
+    *site.keys.lock().unwrap() = vec![k2.jwk()];
+    // Within the age, the cached k1 still works and the site is not asked.
+    d.connect(&k1.sign(&claims("alice", 600))).await;
+    assert_eq!(site.fetches.load(Ordering::SeqCst), 1);
+    // The age is a span of time: nothing to await but the clock.
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let (status, body) = refused(
+        d.try_connect(Some(SITE_ORIGIN), Some(&k1.sign(&claims("alice", 600))))
+            .await,
+    );
+    assert_eq!(status, 401);
+    assert!(body.contains("does not know"), "{body}");
+    assert!(site.fetches.load(Ordering::SeqCst) >= 2);
+    d.connect(&k2.sign(&claims("bob", 600))).await;
+}

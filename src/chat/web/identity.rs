@@ -1,8 +1,8 @@
 //! Who a web chat user is: the host site's signed token (a JWT), verified with `jsonwebtoken`
 //! against the operator's `[web.identity]`: the algorithm the operator fixed (never the
 //! token's own choice), the issuer, the audience, `exp` and `nbf`, and a key that is an HS256
-//! secret from the environment, a PEM public key, or a JWKS fetched from the site (cached,
-//! refetched on an unknown `kid` at most once per `jwks_min_refresh_secs`).
+//! secret from the environment, a PEM public key, or a JWKS fetched from the site (cached for
+//! `jwks_max_age_secs`, refetched on an unknown `kid` at most once per `jwks_min_refresh_secs`).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -95,7 +95,7 @@ enum Workspace {
 
 enum Keys {
     Fixed(DecodingKey),
-    Jwks(Jwks),
+    Jwks(Box<Jwks>),
 }
 
 /// A site's JWKS: fetched at the first token, refetched when a token names a `kid` it lacks,
@@ -104,6 +104,7 @@ struct Jwks {
     url: reqwest::Url,
     client: reqwest::Client,
     min_refresh: Duration,
+    max_age: Duration,
     state: tokio::sync::Mutex<JwksState>,
 }
 
@@ -114,6 +115,8 @@ struct JwksState {
     unnamed: Vec<DecodingKey>,
     loaded: bool,
     last_refetch: Option<Instant>,
+    /// When the keys were last asked for (successfully or not).
+    asked_at: Option<Instant>,
 }
 
 impl Identity {
@@ -151,13 +154,14 @@ impl Identity {
                         )
                             })?)
                         }
-                        (None, Some(url)) => Keys::Jwks(Jwks {
+                        (None, Some(url)) => Keys::Jwks(Box::new(Jwks {
                             url: reqwest::Url::parse(url)
                                 .map_err(|e| format!("[web.identity] jwks_url: {e}"))?,
                             client,
                             min_refresh: Duration::from_secs(c.jwks_min_refresh_secs),
+                            max_age: Duration::from_secs(c.jwks_max_age_secs),
                             state: tokio::sync::Mutex::default(),
-                        }),
+                        })),
                         (None, None) => {
                             return Err("[web.identity] needs public_key_file or jwks_url".into())
                         }
@@ -294,6 +298,10 @@ impl Jwks {
         let mut state = self.state.lock().await;
         if !state.loaded {
             self.fetch(&mut state, alg).await?;
+        } else if state.asked_at.map_or(true, |t| t.elapsed() >= self.max_age) {
+            // Old keys: ask again, so a key the site withdrew stops working. If the site is
+            // down, the cached keys go on working (the failure is logged) until the next age.
+            let _ = self.fetch(&mut state, alg).await;
         }
         if let Some(k) = find(&state, kid) {
             return Ok(k);
@@ -316,6 +324,7 @@ impl Jwks {
     }
 
     async fn fetch(&self, state: &mut JwksState, alg: Algorithm) -> Result<(), Refused> {
+        state.asked_at = Some(Instant::now());
         let set = match self.get().await {
             Ok(set) => set,
             Err(e) => {
