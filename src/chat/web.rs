@@ -67,6 +67,7 @@ struct Shared {
 }
 
 /// The half the dispatcher and the Outbox talk to.
+#[derive(Clone)]
 pub struct WebAdapter {
     sessions: Arc<Sessions>,
 }
@@ -517,16 +518,15 @@ impl WebAdapter {
 
 /// Shown while a command runs; dropping it tells the page the bot is done.
 struct Busy {
-    adapter: Arc<Sessions>,
+    adapter: WebAdapter,
     to: Message,
 }
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        let adapter = WebAdapter {
-            sessions: self.adapter.clone(),
-        };
-        let _ = adapter.push(&self.to, json!({"type": "busy", "on": false}));
+        let _ = self
+            .adapter
+            .push(&self.to, json!({"type": "busy", "on": false}));
     }
 }
 
@@ -545,7 +545,7 @@ impl Adapter for WebAdapter {
         self.push(message, json!({"type": "busy", "on": true}))
             .ok()?;
         Some(Box::new(Busy {
-            adapter: self.sessions.clone(),
+            adapter: self.clone(),
             to: message.clone(),
         }))
     }
