@@ -106,6 +106,16 @@ pub fn environment_read(config: &Config, packs: &[Pack]) -> Vec<(String, bool)> 
     if config.slack.enabled {
         names.extend(["SLACK_APP_TOKEN".into(), "SLACK_BOT_TOKEN".into()]);
     }
+    if let Some(identity) = config
+        .web
+        .identity
+        .as_ref()
+        .filter(|_| config.web.chat.enabled)
+    {
+        if identity.algorithm == crate::config::JwtAlgorithm::HS256 {
+            names.push(identity.secret_env().to_string());
+        }
+    }
     for p in packs {
         if let Some((key, secret)) = consumer_envs(p) {
             names.extend([key, secret]);

@@ -153,7 +153,7 @@ pub struct SlackConfig {
     pub connections: Option<u32>,
 }
 
-/// deputy's own HTTP listener: OAuth callbacks and health.
+/// deputy's own HTTP listener: OAuth callbacks, health, and the web chat.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebConfig {
@@ -162,6 +162,207 @@ pub struct WebConfig {
     /// The URL browsers reach the listener at (behind a proxy: the proxy's). When set,
     /// sign-ins come back to `<public_url>/oauth1/<service>/callback` instead of a PIN.
     pub public_url: Option<String>,
+    /// The web chat adapter (`/chat`, `/chat/ws`).
+    #[serde(default)]
+    pub chat: WebChatConfig,
+    /// Who a web chat user is: the host site's signed token (required by `[web.chat]`).
+    pub identity: Option<WebIdentityConfig>,
+}
+
+/// `[web.chat]`: the embeddable chat page and its WebSocket, and their abuse limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebChatConfig {
+    pub enabled: bool,
+    /// Origins (`https://intranet.example.com`) whose pages may open the chat WebSocket and
+    /// frame the chat page, besides deputy's own (`public_url`'s).
+    pub allowed_origins: Vec<String>,
+    /// The longest message a user may send, in bytes.
+    pub max_message_bytes: usize,
+    /// Messages one connection may send per minute (a token bucket of `burst`).
+    pub messages_per_minute: u32,
+    /// Messages one connection may send at once before the per-minute rate applies.
+    pub burst: u32,
+    /// Open chat connections (tabs) one user may have at once.
+    pub max_connections_per_user: usize,
+}
+
+impl Default for WebChatConfig {
+    fn default() -> Self {
+        WebChatConfig {
+            enabled: false,
+            allowed_origins: Vec::new(),
+            max_message_bytes: 4000,
+            messages_per_minute: 30,
+            burst: 10,
+            max_connections_per_user: 5,
+        }
+    }
+}
+
+/// The signature algorithm the host site signs chat tokens with. Fixed by the operator:
+/// a token's own `alg` header is never trusted to choose it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum JwtAlgorithm {
+    HS256,
+    RS256,
+    ES256,
+}
+
+/// `[web.identity]`: how a chat token is verified and read.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebIdentityConfig {
+    /// The `iss` every token must carry.
+    pub issuer: String,
+    /// The `aud` every token must carry (deputy's name at the site).
+    pub audience: String,
+    pub algorithm: JwtAlgorithm,
+    /// The claim holding the user's id.
+    #[serde(default = "default_user_claim")]
+    pub user_claim: String,
+    /// A claim holding a display name (replies and templates only; never identity).
+    pub name_claim: Option<String>,
+    /// A fixed workspace for every web user...
+    pub workspace: Option<String>,
+    /// ...or the claim that names it (a tenant, an organisation).
+    pub workspace_claim: Option<String>,
+    /// HS256: the environment variable holding the shared secret.
+    pub secret_env: Option<String>,
+    /// RS256/ES256: a PEM file of the site's public key.
+    pub public_key_file: Option<PathBuf>,
+    /// RS256/ES256: the site's JWKS URL (keys cached, refetched on an unknown `kid`).
+    pub jwks_url: Option<String>,
+    /// The least time between two JWKS fetches caused by unknown `kid`s.
+    #[serde(default = "default_jwks_min_refresh")]
+    pub jwks_min_refresh_secs: u64,
+    /// How long fetched JWKS keys are used before they are asked for again (so a key the site
+    /// withdraws stops working).
+    #[serde(default = "default_jwks_max_age")]
+    pub jwks_max_age_secs: u64,
+    /// Clock skew allowed on `exp` and `nbf`.
+    #[serde(default = "default_leeway")]
+    pub leeway_secs: u64,
+}
+
+/// Where an HS256 secret is read from when `secret_env` is not set.
+pub const WEB_JWT_SECRET_ENV: &str = "DEPUTY_WEB_JWT_SECRET";
+/// The workspace of web users when neither `workspace` nor `workspace_claim` is set.
+pub const WEB_DEFAULT_WORKSPACE: &str = "default";
+
+fn default_user_claim() -> String {
+    "sub".into()
+}
+fn default_jwks_min_refresh() -> u64 {
+    60
+}
+fn default_jwks_max_age() -> u64 {
+    3600
+}
+fn default_leeway() -> u64 {
+    30
+}
+
+impl WebIdentityConfig {
+    /// The environment variable an HS256 secret comes from.
+    pub fn secret_env(&self) -> &str {
+        self.secret_env.as_deref().unwrap_or(WEB_JWT_SECRET_ENV)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let e = |m: &str| Err(format!("[web.identity] {m}"));
+        if self.issuer.trim().is_empty() || self.audience.trim().is_empty() {
+            return e("issuer and audience must not be empty: tokens are checked against both");
+        }
+        if self.user_claim.trim().is_empty() {
+            return e("user_claim must name a claim, such as \"sub\"");
+        }
+        if self.workspace.is_some() && self.workspace_claim.is_some() {
+            return e("set workspace (one fixed value) or workspace_claim (read from the token), not both");
+        }
+        if self
+            .workspace
+            .as_deref()
+            .is_some_and(|w| w.trim().is_empty() || w.contains('/'))
+        {
+            return e("workspace must be a non-empty name without '/'");
+        }
+        match self.algorithm {
+            JwtAlgorithm::HS256 => {
+                if self.public_key_file.is_some() || self.jwks_url.is_some() {
+                    return e("algorithm = \"HS256\" uses a shared secret from the environment (secret_env); public_key_file and jwks_url are for RS256 and ES256");
+                }
+            }
+            JwtAlgorithm::RS256 | JwtAlgorithm::ES256 => {
+                if self.secret_env.is_some() {
+                    return e("secret_env is for HS256; RS256 and ES256 verify with the site's public key (public_key_file or jwks_url)");
+                }
+                match (&self.public_key_file, &self.jwks_url) {
+                    (Some(_), Some(_)) => return e("set public_key_file or jwks_url, not both"),
+                    (None, None) => {
+                        return e("RS256 and ES256 need the site's public key: public_key_file = \"site.pem\" or jwks_url = \"https://…/jwks.json\"")
+                    }
+                    (None, Some(url)) => {
+                        let u = reqwest::Url::parse(url)
+                            .map_err(|err| format!("[web.identity] jwks_url: not a URL ({err})"))?;
+                        if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
+                            return e("jwks_url must be an http(s) URL with a host");
+                        }
+                    }
+                    (Some(_), None) => {}
+                }
+            }
+        }
+        if self.jwks_max_age_secs == 0 {
+            return e("jwks_max_age_secs must be at least 1");
+        }
+        if self.jwks_min_refresh_secs == 0 {
+            return e("jwks_min_refresh_secs must be at least 1, so a flood of unknown key ids cannot hammer the JWKS server");
+        }
+        Ok(())
+    }
+}
+
+impl WebConfig {
+    fn validate(&self) -> Result<(), String> {
+        let chat = &self.chat;
+        if !chat.enabled {
+            return Ok(());
+        }
+        if self.listen.is_none() {
+            return Err("[web.chat] enabled needs [web] listen: the chat is served by deputy's HTTP listener".into());
+        }
+        let Some(identity) = &self.identity else {
+            return Err("[web.chat] enabled needs [web.identity]: web users are identified only by the site's signed token".into());
+        };
+        identity.validate()?;
+        for o in &chat.allowed_origins {
+            origin_of(o).map_err(|m| format!("[web.chat] allowed_origins: {m}"))?;
+        }
+        if chat.max_message_bytes == 0
+            || chat.messages_per_minute == 0
+            || chat.burst == 0
+            || chat.max_connections_per_user == 0
+        {
+            return Err("[web.chat] max_message_bytes, messages_per_minute, burst and max_connections_per_user must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// `scheme://host[:port]` of an origin as browsers send it in `Origin`, or why it is not one.
+pub fn origin_of(text: &str) -> Result<String, String> {
+    let u = reqwest::Url::parse(text).map_err(|e| format!("{text:?} is not an origin ({e})"))?;
+    if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
+        return Err(format!("{text:?} must be http(s)://host[:port]"));
+    }
+    if u.path() != "/" || u.query().is_some() || u.fragment().is_some() || !u.username().is_empty()
+    {
+        return Err(format!(
+            "{text:?} must be only scheme, host and port, like \"https://intranet.example.com\""
+        ));
+    }
+    Ok(u.origin().ascii_serialization())
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -331,6 +532,7 @@ impl Config {
         if let Some(url) = &self.web.public_url {
             check_base_url(url).map_err(|m| invalid(format!("[web] public_url: {m}")))?;
         }
+        self.web.validate().map_err(invalid)?;
         for (name, o) in &self.services {
             if let Some(url) = &o.auth_base_url {
                 check_base_url(url)

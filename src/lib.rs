@@ -9,7 +9,7 @@
 //! Dependencies point one way (checked by `tests/layers.rs`); no module imports one above it:
 //!
 //! ```text
-//! main, app, web, chat (adapters)   wiring, the HTTP listener, shell / discord / slack
+//! main, app, web, chat (adapters)   wiring, the HTTP listener, shell / discord / slack / web
 //!   └▶ dispatch                      routing, help; names no auth kind
 //!        └▶ auth, pack               auth kinds (AuthScheme) │ packs: format, validate, load
 //!             └▶ message, upstream   Message/Reply/Adapter/Outbox │ one HTTP call, audit line

@@ -25,7 +25,8 @@ const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("DEPUTY_GIT_
 /// key while rotating), DEPUTY_REDIS_PASSWORD (a Redis brain), DISCORD_TOKEN, SLACK_APP_TOKEN
 /// and SLACK_BOT_TOKEN (the enabled adapters), DEPUTY_<SERVICE>_CONSUMER_KEY /
 /// DEPUTY_<SERVICE>_CONSUMER_SECRET (OAuth 1.0a packs), DEPUTY_<SERVICE>_CLIENT_ID /
-/// DEPUTY_<SERVICE>_CLIENT_SECRET (OAuth 2.0 packs), RUST_LOG (log filter), USER (the shell's
+/// DEPUTY_<SERVICE>_CLIENT_SECRET (OAuth 2.0 packs), DEPUTY_WEB_JWT_SECRET (the web chat's HS256
+/// token secret, or the variable `[web.identity] secret_env` names), RUST_LOG (log filter), USER (the shell's
 /// default user).
 #[derive(Parser)]
 #[command(version = VERSION, propagate_version = true)]
@@ -78,7 +79,7 @@ enum Command {
         #[arg(long)]
         sandbox: bool,
     },
-    /// Run the chat adapters the config enables (Discord, Slack; the shell when none is). Needs
+    /// Run the chat adapters the config enables (Discord, Slack, the web chat; the shell when none is). Needs
     /// DEPUTY_SECRET and the tokens of the enabled adapters; stops cleanly on SIGINT/SIGTERM.
     Run,
     /// Validate the config, the command packs and DEPUTY_SECRET, print what is loaded, and
@@ -126,7 +127,7 @@ enum BrainCommand {
     Verify,
     /// Erase a person: their credentials, pending sign-ins and sign-in state.
     Forget {
-        /// The chat platform: shell, discord, slack.
+        /// The chat platform: shell, discord, slack, web.
         #[arg(long)]
         adapter: String,
         /// The workspace (Slack team, Discord guild); every workspace when left out.
@@ -296,7 +297,8 @@ async fn run(cli: Cli) -> Result<(), StartError> {
             };
             // Check the platform tokens before opening anything.
             let tokens = chat_tokens(&config)?;
-            let front = if config.discord.enabled || config.slack.enabled {
+            let front = if config.discord.enabled || config.slack.enabled || config.web.chat.enabled
+            {
                 Front::Chat(tokens)
             } else {
                 Front::Shell(options)
@@ -713,6 +715,25 @@ async fn serve(
         "deputy started"
     );
     let (stop_web, web_stopped) = tokio::sync::oneshot::channel::<()>();
+    let runner = Runner::new(dispatcher.clone());
+    let web_chat = if config.web.chat.enabled {
+        let chat =
+            deputy::chat::web::WebChat::start(config, runner.clone()).map_err(|message| {
+                StartError {
+                    code: exit::CONFIG,
+                    message,
+                }
+            })?;
+        if let Some(identity) = &config.web.identity {
+            tracing::info!(
+                "web chat on /chat: {}",
+                deputy::chat::web::identity::Identity::describe(identity)
+            );
+        }
+        Some(chat)
+    } else {
+        None
+    };
     let web = match &config.web.listen {
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr.as_str())
@@ -722,14 +743,20 @@ async fn serve(
                     message: format!("[web] listen = {addr:?}: cannot listen there: {e}"),
                 })?;
             tracing::info!(addr = %addr, "web listener started");
-            let d = dispatcher.clone();
-            Some(tokio::spawn(deputy::web::serve(listener, d, async {
-                let _ = web_stopped.await;
-            })))
+            let mut app = deputy::web::router(dispatcher.clone());
+            if let Some(chat) = &web_chat {
+                app = app.merge(chat.router());
+            }
+            Some(tokio::spawn(deputy::web::serve_router(
+                listener,
+                app,
+                async {
+                    let _ = web_stopped.await;
+                },
+            )))
         }
         None => None,
     };
-    let runner = Runner::new(dispatcher);
     let result = match front {
         Front::Shell(options) => shell::run(runner, options).await.map_err(|e| StartError {
             code: exit::RUNTIME,
@@ -737,6 +764,9 @@ async fn serve(
         }),
         Front::Chat(tokens) => chat(config, runner, tokens).await,
     };
+    if let Some(chat) = &web_chat {
+        chat.stop();
+    }
     let _ = stop_web.send(());
     if let Some(web) = web {
         let _ = web.await;
@@ -824,6 +854,19 @@ fn check(config: &deputy::config::Config) -> Result<(), StartError> {
     ] {
         if on {
             println!("{name}: enabled, token(s) present");
+        }
+    }
+    if config.web.chat.enabled {
+        if let Some(identity) = &config.web.identity {
+            deputy::chat::web::identity::Identity::from_config(config, reqwest::Client::new())
+                .map_err(|message| StartError {
+                    code: exit::CONFIG,
+                    message,
+                })?;
+            println!(
+                "web chat: enabled on /chat, {}",
+                deputy::chat::web::identity::Identity::describe(identity)
+            );
         }
     }
     let (sealer, _) = app::sealer(config, false)?;

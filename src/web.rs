@@ -1,6 +1,7 @@
 //! deputy's own HTTP listener: where a browser comes back after an OAuth sign-in
-//! (`/<kind>/<service>/callback`), `/healthz` for the operator's probes, and `/metrics` in the
-//! Prometheus text format ([`crate::metrics`]).
+//! (`/<kind>/<service>/callback`), `/healthz` for the operator's probes, `/metrics` in the
+//! Prometheus text format ([`crate::metrics`]), and the web chat's routes when it is on
+//! ([`crate::chat::web`], merged in by the binary).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -52,7 +53,16 @@ pub async fn serve(
     dispatcher: Arc<Dispatcher>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(dispatcher))
+    serve_router(listener, router(dispatcher), shutdown).await
+}
+
+/// Serves `app` (the listener's routes, with the web chat's merged in) until `shutdown`.
+pub async fn serve_router(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
 }

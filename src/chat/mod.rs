@@ -1,4 +1,4 @@
-//! The chat adapters (one file each: [`shell`], [`discord`], [`slack`]) and the [`Runner`] that
+//! The chat adapters (one file each: [`shell`], [`discord`], [`slack`], [`web`]) and the [`Runner`] that
 //! handles every message in its own task while keeping one user's messages in one conversation
 //! in the order they were sent. The vocabulary they speak is in [`crate::message`]; clicks
 //! and form submissions go through the same queues ([`Runner::interact`]), so a confirmed
@@ -8,6 +8,7 @@ pub mod discord;
 pub mod shell;
 pub mod slack;
 pub mod split;
+pub mod web;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
