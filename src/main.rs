@@ -719,7 +719,7 @@ async fn serve(
         }
         None => None,
     };
-    let runner = Runner::new(dispatcher);
+    let runner = Runner::with_limits(dispatcher, &config.limits);
     let result = match front {
         Front::Shell(options) => shell::run(runner, options).await.map_err(|e| StartError {
             code: exit::RUNTIME,

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod help;
+pub mod limits;
 pub mod parse;
 
 use std::collections::HashMap;
