@@ -17,13 +17,24 @@ use support::*;
 struct Session {
     live: Live,
     transcript: Vec<String>,
+    /// stderr, read as it comes: at trace level a full pipe would stall deputy.
+    log: tokio::task::JoinHandle<String>,
 }
 
 impl Session {
     fn start(deputy: &Deputy) -> Session {
+        let mut live = Live::start(deputy, &["shell", "--user", "alice", "--show-user"]);
+        let mut stderr = live.child.stderr.take().unwrap();
+        let log = tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            let mut bytes = Vec::new();
+            stderr.read_to_end(&mut bytes).await.unwrap();
+            String::from_utf8_lossy(&bytes).into_owned()
+        });
         Session {
-            live: Live::start(deputy, &["shell", "--user", "alice", "--show-user"]),
+            live,
             transcript: Vec::new(),
+            log,
         }
     }
 
@@ -35,6 +46,8 @@ impl Session {
     async fn expect(&mut self, want: &str) -> String {
         loop {
             let line = self.live.line().await;
+            // Shown when the test fails (a reply that never came names the step).
+            println!("{line}");
             self.transcript.push(line.clone());
             if line.contains(want) {
                 return line;
@@ -50,8 +63,8 @@ impl Session {
     /// Closes stdin; returns (stdout, stderr).
     async fn finish(mut self) -> (String, String) {
         self.live.send("/quit").await;
-        let log = self.live.finish_with_log().await;
-        (self.transcript.join("\n"), log)
+        self.transcript.extend(self.live.finish().await);
+        (self.transcript.join("\n"), self.log.await.unwrap())
     }
 }
 
@@ -150,7 +163,8 @@ async fn no_secret_of_any_flow_reaches_output_logs_or_files() {
 
     // OAuth 1.0a: a wrong PIN, the right one, calls, a revoked token, logout.
     let reply = s.ask("t setupauth", "then tell me the PIN").await;
-    let pin = approve_and_read_pin(&link_in(&reply), "alice").await;
+    let link = link_in(&reply);
+    let pin = approve_and_read_pin(&link, "alice").await;
     let wrong = if pin == "0000000" {
         "0000001"
     } else {
@@ -297,6 +311,13 @@ async fn no_secret_of_any_flow_reaches_output_logs_or_files() {
         }
     }
     assert!(places.len() > 6, "the brain's files were read");
+    // The scan finds what is there: the request token, public by design in the sign-in
+    // link, is in the replies; the client id is in the config file.
+    let request_token = link.split("oauth_token=").nth(1).unwrap();
+    assert!(leaks(&places[0].1, request_token));
+    assert!(places
+        .iter()
+        .any(|(_, b)| leaks(b, deputy::sandbox::oauth2::CLIENT_ID)));
     let mut found = Vec::new();
     for (what, secret) in &secrets {
         assert!(secret.len() >= 6, "{what}: {secret}");
