@@ -214,6 +214,17 @@ impl Upstream {
         self.client.clone()
     }
 
+    /// A body read by a caller with its own request (the OAuth 2.0 token endpoint), under the
+    /// same `[http] max_body_bytes` cap as every API answer.
+    pub async fn read_body(
+        &self,
+        resp: reqwest::Response,
+        service: &str,
+        secs: u64,
+    ) -> Result<Vec<u8>, CallError> {
+        read_limited(resp, self.max_body, secs, service).await
+    }
+
     /// Calls to `service` waiting for a turn (every slot to it is taken).
     pub fn waiting(&self, service: &str) -> usize {
         self.faults.waiting(service)
