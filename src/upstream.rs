@@ -156,9 +156,9 @@ impl CallError {
                 )
             }
             CallError::Busy(secs, slots) => format!(
-                "{name} is busy: {slots} calls to it are already waiting for answers and yours \
-                 got no turn (I wait at most {secs} s), so I did not send it. Try again in a \
-                 minute."
+                "{name} is busy: all {slots} of my calls to it are still waiting for answers \
+                 and yours got no turn (I wait at most {secs} s), so I did not send it. Try \
+                 again in a minute."
             ),
             CallError::TooLarge(limit) => format!(
                 "{name} answered with more than {}, so I stopped reading and did nothing with \

@@ -4,6 +4,8 @@
 //! request, so a test can tell a GET that was retried from a POST that must never be sent
 //! twice.
 
+mod support;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -261,6 +263,7 @@ async fn a_huge_body_is_cut_off_while_streaming_and_the_user_is_told() {
     .await
     .unwrap();
     let written = h.counts.huge_written.load(Ordering::SeqCst);
+    println!("of a 100 MiB answer the server could hand over {written} bytes");
     assert!(written < HUGE / 4, "the server wrote {written} bytes");
     // A length announced up front is refused before reading anything.
     let r = call(&u, "svc", 30, "GET", format!("{}/declared-huge", h.url)).await;
@@ -398,7 +401,7 @@ async fn a_stalled_service_holds_only_its_own_slots_and_others_keep_answering() 
     assert_eq!(h.counts.of("GET /ok"), 0, "nothing was sent");
     let text = CallError::Busy(600, 2).explain("stuck");
     assert!(
-        text.starts_with("stuck is busy: 2 calls to it are already waiting"),
+        text.starts_with("stuck is busy: all 2 of my calls to it are still waiting"),
         "{text}"
     );
     // Every other service is answered meanwhile, as often as asked.
@@ -425,4 +428,55 @@ async fn a_stalled_service_holds_only_its_own_slots_and_others_keep_answering() 
     for t in holders.into_iter().chain(waiters) {
         t.abort();
     }
+}
+
+#[tokio::test]
+async fn through_the_shell_a_stalled_service_answers_busy_and_others_keep_answering() {
+    let jenkins = support::FakeJenkins::start().await;
+    let (gitlab, _) = support::fake_gitlab().await;
+    // One call in flight to Jenkins and one waiting, at most.
+    let deputy = support::Deputy::new(
+        &jenkins.url,
+        &format!("max_concurrent = 1\n\n[http]\nmax_waiting = 1\n\n[services.gitlab]\nbase_url = \"{gitlab}\""),
+    );
+    let mut live = support::Live::start(&deputy, &["shell", "--show-user"]);
+    for n in 1..=3 {
+        live.send(&format!("/user u{n}")).await;
+        let r = live.ask(&format!("jenkins setkey u{n}:tok-{n}")).await;
+        assert!(r.contains("Stored"), "{r}");
+    }
+    live.send("/user alice").await;
+    let r = live
+        .ask(&format!("gl setkey {}", support::GITLAB_TOKEN))
+        .await;
+    assert!(r.contains("Stored"), "{r}");
+    // u1's call hangs in Jenkins; u2 and u3 race for the one waiting place.
+    live.send("/user u1\njenkins last slow").await;
+    jenkins.state.slow_started.notified().await;
+    live.send("/user u2\njenkins last two\n/user u3\njenkins last three")
+        .await;
+    let busy = live.line().await;
+    let waiter = if busy.starts_with("[u2] ") {
+        "[u3] three #42"
+    } else {
+        "[u2] two #42"
+    };
+    assert!(
+        busy.contains("] jenkins is busy: all 1 of my calls to it are still waiting"),
+        "{busy}"
+    );
+    // Another service answers at once meanwhile.
+    live.send("/user alice").await;
+    assert_eq!(
+        live.ask("gl whoami").await,
+        "[alice] You are Alice A (@alice) on GitLab."
+    );
+    jenkins.state.release_slow.notify_one();
+    let mut rest = vec![live.line().await, live.line().await];
+    rest.sort();
+    assert!(rest[0].starts_with("[u1] slow #42"), "{rest:?}");
+    assert!(rest[1].starts_with(waiter), "{rest:?}");
+    live.finish().await;
+    let calls: Vec<_> = jenkins.seen().into_iter().map(|s| s.path).collect();
+    assert_eq!(calls.len(), 2, "the busy call was never sent: {calls:?}");
 }
