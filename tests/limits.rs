@@ -212,6 +212,28 @@ async fn a_conversation_queue_is_bounded_and_each_refused_message_is_answered() 
     }
     runner.drain().await;
     assert!(rx.try_recv().is_err());
+
+    // In a shared channel, chatter that finds the queue full is dropped without a word; a
+    // command is told.
+    runner.submit(
+        msg("u1", false, "@deputy jenkins last slow"),
+        adapter.clone(),
+    );
+    jenkins.state.slow_started.notified().await;
+    for _ in 0..4 {
+        runner.submit(msg("u1", false, "just chatting"), adapter.clone());
+    }
+    runner.submit(msg("u1", false, "still chatting"), adapter.clone());
+    runner.submit(
+        msg("u1", false, "@deputy jenkins last loud"),
+        adapter.clone(),
+    );
+    let (_, text, _) = next(&mut rx).await;
+    assert!(text.starts_with("I am still working on 4"), "{text}");
+    jenkins.state.release_slow.notify_one();
+    assert!(next(&mut rx).await.1.starts_with("slow #42"));
+    runner.drain().await;
+    assert!(rx.try_recv().is_err(), "no reply to chatter");
 }
 
 #[tokio::test]

@@ -124,7 +124,15 @@ impl Runner {
                 Err(mpsc::error::TrySendError::Full((message, adapter))) => {
                     drop(queues);
                     tracing::info!(adapter = %message.adapter, user = %message.user, "conversation queue full; message refused");
-                    self.tell(message, adapter, limits::queue_full(&self.limits));
+                    // Chatter not meant for the bot is dropped without a word.
+                    let addressed = self
+                        .dispatcher
+                        .addressing
+                        .strip(&message.text, message.direct)
+                        .is_some();
+                    if addressed {
+                        self.tell(message, adapter, limits::queue_full(&self.limits));
+                    }
                     return;
                 }
                 Err(mpsc::error::TrySendError::Closed(job)) => job,
