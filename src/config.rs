@@ -440,6 +440,30 @@ impl Config {
         Ok(())
     }
 
+    /// The limits in force, in one line for `deputy check`.
+    pub fn limits_summary(&self) -> String {
+        let l = &self.limits;
+        let rate = if l.commands_per_minute == 0 {
+            "no rate limit per user".to_string()
+        } else {
+            format!(
+                "{} commands a minute per user (burst {})",
+                l.commands_per_minute, l.burst
+            )
+        };
+        let h = &self.http;
+        format!(
+            "limits: {rate}, messages up to {} bytes, {} queued per conversation; upstream: \
+             {} calls in flight and {} waiting per service, {} retries, bodies up to {} bytes",
+            l.max_message_bytes,
+            l.max_queued,
+            h.max_concurrent,
+            h.max_waiting,
+            h.retries,
+            h.max_body_bytes
+        )
+    }
+
     /// A path from the config, resolved against the config file's folder.
     pub fn resolve(&self, p: &Path) -> PathBuf {
         if p.is_absolute() {

@@ -786,6 +786,7 @@ fn new_pack(config: &deputy::config::Config, name: &str) -> Result<(), StartErro
 fn check(config: &deputy::config::Config) -> Result<(), StartError> {
     let (packs, _) = app::load_packs(config)?;
     println!("config: ok (packs from {})", config.packs_dir().display());
+    println!("{}", config.limits_summary());
     let env: Vec<String> = app::environment_read(config, &packs)
         .into_iter()
         .map(|(name, set)| format!("{name} ({})", if set { "set" } else { "not set" }))

@@ -316,3 +316,35 @@ async fn through_the_shell_a_flooder_cannot_starve_another_user() {
     );
     drop(live);
 }
+
+#[tokio::test]
+async fn check_shows_the_limits_and_names_a_bad_one() {
+    let jenkins = FakeJenkins::start().await;
+    let deputy = Deputy::new(
+        &jenkins.url,
+        "max_concurrent = 4\n\n[limits]\ncommands_per_minute = 12\nburst = 3\n",
+    );
+    let run = deputy.run_with_input(&["check"], &[]).await.ok();
+    assert!(
+        run.stdout().contains(
+            "limits: 12 commands a minute per user (burst 3), messages up to 16384 bytes, 32 \
+             queued per conversation; upstream: 64 calls in flight and 1024 waiting per service, \
+             2 retries, bodies up to 4194304 bytes"
+        ),
+        "{}",
+        run.stdout()
+    );
+    for (bad, why) in [
+        ("[limits]\nburst = 0", "[limits] burst must be at least 1"),
+        (
+            "[http]\nmax_body_bytes = 12",
+            "[http] max_body_bytes = 12 is too small",
+        ),
+        ("[limits]\nburts = 3", "unknown field `burts`"),
+    ] {
+        let deputy = Deputy::new(&jenkins.url, &format!("\n{bad}\n"));
+        let run = deputy.run_with_input(&["check"], &[]).await;
+        assert_eq!(run.code(), Some(3), "{bad}: {}", run.stderr());
+        assert!(run.stderr().contains(why), "{bad}: {}", run.stderr());
+    }
+}
