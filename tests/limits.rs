@@ -287,24 +287,30 @@ async fn through_the_shell_a_flooder_cannot_starve_another_user() {
         .ask(&format!("jenkins setkey {ALICE_KEY}"))
         .await
         .contains("Stored"));
-    live.send("/user u1").await;
-    let flood: String = "jenkins last slow\n".repeat(10_000);
-    live.send(flood.trim_end()).await;
-    jenkins.state.slow_started.notified().await;
-    live.send("/user alice").await;
-    live.send("jenkins last quick").await;
-    let mut before = Vec::new();
-    loop {
-        let line = live.line().await;
-        if line.starts_with("[alice]") {
-            assert_eq!(
-                line,
-                "[alice] quick #42: SUCCESS (http://jenkins.test/job/quick/42/)"
-            );
-            break;
+    // Bounded: without the limit deputy stops reading stdin and this write would block.
+    let mut before = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        live.send("/user u1").await;
+        let flood: String = "jenkins last slow\n".repeat(10_000);
+        live.send(flood.trim_end()).await;
+        jenkins.state.slow_started.notified().await;
+        live.send("/user alice").await;
+        live.send("jenkins last quick").await;
+        let mut before = Vec::new();
+        loop {
+            let line = live.line().await;
+            if line.starts_with("[alice]") {
+                assert_eq!(
+                    line,
+                    "[alice] quick #42: SUCCESS (http://jenkins.test/job/quick/42/)"
+                );
+                break;
+            }
+            before.push(line);
         }
-        before.push(line);
-    }
+        before
+    })
+    .await
+    .expect("alice is answered while the flood's first command hangs");
     // None of the flood was answered before alice; u1 heard about the limit once.
     if before.is_empty() {
         before.push(live.line().await);
