@@ -96,7 +96,8 @@ pub enum CallError {
     /// The connection broke after the request was sent (a reset, a closed connection).
     #[error("connection broken")]
     Broken,
-    /// Every slot to the service stayed taken for the whole timeout: (seconds, slots).
+    /// No turn to call the service came: every slot stayed taken until the deadline, or
+    /// `[http] max_waiting` calls were already waiting. (seconds, slots)
     #[error("busy")]
     Busy(u64, usize),
     /// The body was longer than the limit (in bytes); reading stopped there.
