@@ -170,7 +170,7 @@ async fn install(dir: &Path, kind: Kind, port: u16, users: usize) -> PathBuf {
     std::fs::write(
         &config,
         format!(
-            "[bot]\npacks = {:?}\n\n[brain]\npath = {:?}\n\n[services.load]\nconsumer_key = \"{CONSUMER_KEY}\"\nclient_id = \"load-client\"\n",
+            "[bot]\npacks = {:?}\n\n[brain]\npath = {:?}\n\n# A load test floods on purpose.\n[limits]\ncommands_per_minute = 0\n\n[http]\nmax_concurrent = 4096\n\n[services.load]\nconsumer_key = \"{CONSUMER_KEY}\"\nclient_id = \"load-client\"\n",
             dir.join("packs"),
             dir.join("brain")
         ),

@@ -292,10 +292,12 @@ pub fn dispatcher(
         );
     }
     roots.extend(extra_roots.iter().cloned());
-    let upstream = Upstream::new(&config.http, &roots).map_err(|e| StartError {
-        code: exit::CONFIG,
-        message: format!("cannot build the HTTP client: {e}"),
-    })?;
+    let upstream = Upstream::new(&config.http, &roots)
+        .map_err(|e| StartError {
+            code: exit::CONFIG,
+            message: format!("cannot build the HTTP client: {e}"),
+        })?
+        .with_services(&config.http, &config.services);
     Ok(Dispatcher::new(
         Addressing::new(&config.bot.name, &config.bot.aliases),
         packs,

@@ -21,6 +21,8 @@ pub struct Config {
     pub web: WebConfig,
     pub discord: DiscordConfig,
     pub slack: SlackConfig,
+    /// What one user may ask of the bot: rate, message length, queued messages.
+    pub limits: LimitsConfig,
     /// Per-service overrides of what the packs declare, keyed by service name.
     pub services: BTreeMap<String, ServiceOverride>,
     /// Members of the permission groups pack commands name in `allow`.
@@ -75,6 +77,44 @@ pub struct HttpConfig {
     pub timeout_secs: u64,
     /// A PEM file of extra CA certificates to trust (self-hosted services with a private CA).
     pub ca_file: Option<PathBuf>,
+    /// Extra attempts for a call that may safely be sent again (GET, HEAD, OPTIONS) after a
+    /// connection failure, a 502/503/504, or a 429 with a short `Retry-After`; 0: none.
+    pub retries: u32,
+    /// The first wait before a retry; it doubles each time, with random jitter.
+    pub retry_backoff_ms: u64,
+    /// The longest `Retry-After` deputy waits out itself; a longer one is told to the user.
+    pub retry_after_max_secs: u64,
+    /// Calls in flight to one service at once; more wait for a turn within their timeout.
+    pub max_concurrent: usize,
+    /// Calls waiting for a turn to one service; more are refused at once ("busy").
+    pub max_waiting: usize,
+    /// The largest response body read from an upstream; reading stops there.
+    pub max_body_bytes: usize,
+}
+
+/// `[limits]`: what one chat user may ask of the bot.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Commands one user (adapter, workspace, user) may send per minute, sustained; 0: no limit.
+    pub commands_per_minute: u32,
+    /// Commands one user may send at once before the per-minute rate applies.
+    pub burst: u32,
+    /// The longest message deputy reads, in bytes; a longer one is refused unread.
+    pub max_message_bytes: usize,
+    /// Messages from one user in one conversation waiting for their turn; more are refused.
+    pub max_queued: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            commands_per_minute: 60,
+            burst: 20,
+            max_message_bytes: 16 * 1024,
+            max_queued: 32,
+        }
+    }
 }
 
 /// Sign-in flows.
@@ -374,6 +414,10 @@ pub struct ServiceOverride {
     pub base_url: Option<String>,
     /// Replaces the pack's request timeout.
     pub timeout_secs: Option<u64>,
+    /// Replaces `[http] max_concurrent` for this service.
+    pub max_concurrent: Option<usize>,
+    /// Replaces `[http] retries` for this service.
+    pub retries: Option<u32>,
     /// Replaces where the pack's OAuth endpoints live (default: follows `base_url`).
     pub auth_base_url: Option<String>,
     /// The OAuth 1.0a consumer key (the secret comes only from `DEPUTY_<SERVICE>_CONSUMER_SECRET`).
@@ -410,6 +454,12 @@ impl Default for HttpConfig {
             connect_timeout_secs: 5,
             timeout_secs: 20,
             ca_file: None,
+            retries: 2,
+            retry_backoff_ms: 200,
+            retry_after_max_secs: 10,
+            max_concurrent: 64,
+            max_waiting: 1024,
+            max_body_bytes: 4 * 1024 * 1024,
         }
     }
 }
@@ -424,6 +474,7 @@ impl Default for Config {
             web: WebConfig::default(),
             discord: DiscordConfig::default(),
             slack: SlackConfig::default(),
+            limits: LimitsConfig::default(),
             services: BTreeMap::new(),
             permissions: BTreeMap::new(),
             base_dir: PathBuf::from("."),
@@ -513,6 +564,40 @@ impl Config {
         if self.http.timeout_secs == 0 || self.http.connect_timeout_secs == 0 {
             return Err(invalid("[http] timeouts must be at least 1 second".into()));
         }
+        if self.http.max_concurrent == 0 {
+            return Err(invalid(
+                "[http] max_concurrent must be at least 1 (calls in flight per service)".into(),
+            ));
+        }
+        if self.http.max_body_bytes < 1024 {
+            return Err(invalid(format!(
+                "[http] max_body_bytes = {} is too small to read any answer; use at least 1024",
+                self.http.max_body_bytes
+            )));
+        }
+        if self.http.retries > 10 {
+            return Err(invalid(format!(
+                "[http] retries = {} would hammer a failing service; use 10 or fewer",
+                self.http.retries
+            )));
+        }
+        let l = &self.limits;
+        if l.burst == 0 {
+            return Err(invalid(
+                "[limits] burst must be at least 1 (commands a user may send at once)".into(),
+            ));
+        }
+        if l.max_message_bytes < 64 {
+            return Err(invalid(format!(
+                "[limits] max_message_bytes = {} is too small for a command; use at least 64",
+                l.max_message_bytes
+            )));
+        }
+        if l.max_queued == 0 {
+            return Err(invalid(
+                "[limits] max_queued must be at least 1 (messages waiting per conversation)".into(),
+            ));
+        }
         if self.auth.max_attempts == 0 {
             return Err(invalid("[auth] max_attempts must be at least 1".into()));
         }
@@ -547,8 +632,42 @@ impl Config {
                     "[services.{name}] timeout_secs must be at least 1"
                 )));
             }
+            if o.max_concurrent == Some(0) {
+                return Err(invalid(format!(
+                    "[services.{name}] max_concurrent must be at least 1"
+                )));
+            }
+            if o.retries.is_some_and(|r| r > 10) {
+                return Err(invalid(format!(
+                    "[services.{name}] retries must be 10 or fewer"
+                )));
+            }
         }
         Ok(())
+    }
+
+    /// The limits in force, in one line for `deputy check`.
+    pub fn limits_summary(&self) -> String {
+        let l = &self.limits;
+        let rate = if l.commands_per_minute == 0 {
+            "no rate limit per user".to_string()
+        } else {
+            format!(
+                "{} commands a minute per user (burst {})",
+                l.commands_per_minute, l.burst
+            )
+        };
+        let h = &self.http;
+        format!(
+            "limits: {rate}, messages up to {} bytes, {} queued per conversation; upstream: \
+             {} calls in flight and {} waiting per service, {} retries, bodies up to {} bytes",
+            l.max_message_bytes,
+            l.max_queued,
+            h.max_concurrent,
+            h.max_waiting,
+            h.retries,
+            h.max_body_bytes
+        )
     }
 
     /// A path from the config, resolved against the config file's folder.
@@ -645,6 +764,56 @@ mod tests {
             !e.contains("u:p"),
             "the URL's secret must not be echoed: {e}"
         );
+    }
+
+    #[test]
+    fn bad_limits_are_named() {
+        for (toml, want) in [
+            (
+                "[http]\nmax_concurrent = 0\n",
+                "[http] max_concurrent must be at least 1",
+            ),
+            (
+                "[http]\nmax_body_bytes = 10\n",
+                "[http] max_body_bytes = 10 is too small",
+            ),
+            ("[http]\nretries = 50\n", "[http] retries = 50 would hammer"),
+            ("[limits]\nburst = 0\n", "[limits] burst must be at least 1"),
+            (
+                "[limits]\nmax_message_bytes = 3\n",
+                "[limits] max_message_bytes = 3",
+            ),
+            (
+                "[limits]\nmax_queued = 0\n",
+                "[limits] max_queued must be at least 1",
+            ),
+            (
+                "[services.jenkins]\nmax_concurrent = 0\n",
+                "[services.jenkins] max_concurrent",
+            ),
+            (
+                "[services.jenkins]\nretries = 11\n",
+                "[services.jenkins] retries",
+            ),
+        ] {
+            let e = Config::parse(toml, Path::new("d.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with("d.toml: ") && e.contains(want), "{toml}: {e}");
+        }
+        let e = Config::parse("[limits]\nper_minute = 3\n", Path::new("d.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("d.toml:2:") && e.contains("per_minute"),
+            "{e}"
+        );
+        let c = Config::parse(
+            "[limits]\ncommands_per_minute = 0\n[http]\nretries = 0\n",
+            Path::new("d.toml"),
+        )
+        .unwrap();
+        assert_eq!((c.limits.commands_per_minute, c.http.retries), (0, 0));
     }
 
     #[test]

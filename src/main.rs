@@ -715,7 +715,7 @@ async fn serve(
         "deputy started"
     );
     let (stop_web, web_stopped) = tokio::sync::oneshot::channel::<()>();
-    let runner = Runner::new(dispatcher.clone());
+    let runner = Runner::with_limits(dispatcher.clone(), &config.limits);
     let web_chat = if config.web.chat.enabled {
         let chat =
             deputy::chat::web::WebChat::start(config, runner.clone()).map_err(|message| {
@@ -826,6 +826,7 @@ fn new_pack(config: &deputy::config::Config, name: &str) -> Result<(), StartErro
 fn check(config: &deputy::config::Config) -> Result<(), StartError> {
     let (packs, _) = app::load_packs(config)?;
     println!("config: ok (packs from {})", config.packs_dir().display());
+    println!("{}", config.limits_summary());
     let env: Vec<String> = app::environment_read(config, &packs)
         .into_iter()
         .map(|(name, set)| format!("{name} ({})", if set { "set" } else { "not set" }))

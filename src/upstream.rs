@@ -1,23 +1,34 @@
 //! Calling a service's API as the user: build the request from a pack's templates, attach the
 //! user's credential, enforce timeouts, and turn every outcome into either a response for the
 //! reply template or a [`CallError`] a user can act on. One audit line per call.
+//!
+//! A service's timeout bounds the whole call: waiting for a turn ([`faults`]: a per-service
+//! limit on calls in flight), every attempt and the waits between them, and the body, which
+//! is read chunk by chunk and never past `[http] max_body_bytes`.
+
+mod faults;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
 use crate::brain::Owner;
-use crate::config::HttpConfig;
+use crate::config::{HttpConfig, ServiceOverride};
 use crate::secret::Consumer;
 
-/// Largest upstream body deputy reads; a larger one is refused rather than buffered.
-const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+pub use faults::parse_retry_after;
+
+/// The most of a refusal's body (a 4xx) read for its message.
+const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
 
 #[derive(Clone)]
 pub struct Upstream {
     client: reqwest::Client,
     default_timeout: Duration,
+    max_body: usize,
+    faults: Arc<faults::Faults>,
 }
 
 /// A fully rendered request.
@@ -82,6 +93,16 @@ pub enum CallError {
     Timeout(u64),
     #[error("could not connect")]
     Connect,
+    /// The connection broke after the request was sent (a reset, a closed connection).
+    #[error("connection broken")]
+    Broken,
+    /// No turn to call the service came: every slot stayed taken until the deadline, or
+    /// `[http] max_waiting` calls were already waiting. (seconds, slots)
+    #[error("busy")]
+    Busy(u64, usize),
+    /// The body was longer than the limit (in bytes); reading stopped there.
+    #[error("body too large")]
+    TooLarge(usize),
     #[error("credential rejected (HTTP {0})")]
     Rejected(u16),
     #[error("not found (HTTP 404)")]
@@ -130,6 +151,22 @@ impl CallError {
             CallError::Connect => {
                 format!("I couldn't reach {name} (connection failed); try again later.")
             }
+            CallError::Broken => {
+                format!(
+                    "The connection to {name} broke before it finished answering; try again later."
+                )
+            }
+            CallError::Busy(secs, slots) => format!(
+                "{name} is busy: all {slots} of my calls to it are still waiting for answers \
+                 and yours got no turn (I wait at most {secs} s), so I did not send it. Try \
+                 again in a minute."
+            ),
+            CallError::TooLarge(limit) => format!(
+                "{name} answered with more than {}, so I stopped reading and did nothing with \
+                 it. Ask for less (a narrower search, fewer results), or ask the operator to \
+                 raise [http] max_body_bytes.",
+                size(limit)
+            ),
             CallError::Unreadable => {
                 format!("{name} answered with something I couldn't read (expected JSON).")
             }
@@ -158,12 +195,40 @@ impl Upstream {
         Ok(Upstream {
             client,
             default_timeout: Duration::from_secs(http.timeout_secs),
+            max_body: http.max_body_bytes,
+            faults: Arc::new(faults::Faults::new(http)),
         })
+    }
+
+    /// Applies the operator's per-service `max_concurrent` and `retries`.
+    pub fn with_services(
+        mut self,
+        http: &HttpConfig,
+        services: &BTreeMap<String, ServiceOverride>,
+    ) -> Upstream {
+        self.faults = Arc::new(faults::Faults::new(http).with_services(services));
+        self
     }
 
     /// The shared HTTP client (for the OAuth 2.0 library's requests).
     pub fn client(&self) -> reqwest::Client {
         self.client.clone()
+    }
+
+    /// A body read by a caller with its own request (the OAuth 2.0 token endpoint), under the
+    /// same `[http] max_body_bytes` cap as every API answer.
+    pub async fn read_body(
+        &self,
+        resp: reqwest::Response,
+        service: &str,
+        secs: u64,
+    ) -> Result<Vec<u8>, CallError> {
+        read_limited(resp, self.max_body, secs, service).await
+    }
+
+    /// Calls to `service` waiting for a turn (every slot to it is taken).
+    pub fn waiting(&self, service: &str) -> usize {
+        self.faults.waiting(service)
     }
 
     pub fn timeout_for(&self, service: Target<'_>) -> Duration {
@@ -282,6 +347,7 @@ impl Upstream {
         Ok(req)
     }
 
+    /// The call within its deadline: a turn, then attempts and the waits between them.
     async fn send_inner(
         &self,
         service: Target<'_>,
@@ -289,8 +355,52 @@ impl Upstream {
         auth: Auth<'_>,
         timeout: Duration,
     ) -> Result<Response, CallError> {
-        let req = self.builder(service, &call, auth, timeout)?;
+        let deadline = tokio::time::Instant::now() + timeout;
         let secs = timeout.as_secs();
+        let Some(_slot) = self.faults.slot(service.name, deadline).await else {
+            let slots = self.faults.limit(service.name);
+            tracing::warn!(service = %service.name, slots, "no free slot to the service within the timeout");
+            return Err(CallError::Busy(secs, slots));
+        };
+        let repeatable = faults::repeatable(&call.method);
+        let mut done = 0;
+        loop {
+            let attempt = self.attempt(service, &call, auth.clone(), deadline, secs);
+            let result = tokio::time::timeout_at(deadline, attempt)
+                .await
+                .unwrap_or_else(|_| {
+                    tracing::warn!(service = %service.name, secs, "upstream call timed out");
+                    Err(CallError::Timeout(secs))
+                });
+            let Err(error) = &result else {
+                return result;
+            };
+            let Some(wait) = self
+                .faults
+                .retry_after(service.name, error, repeatable, done)
+            else {
+                return result;
+            };
+            if tokio::time::Instant::now() + wait >= deadline {
+                return result;
+            }
+            tracing::info!(service = %service.name, attempt = done + 1, wait_ms = wait.as_millis() as u64, error = %error, "retrying upstream call");
+            tokio::time::sleep(wait).await;
+            done += 1;
+        }
+    }
+
+    /// One attempt: send, then read the answer.
+    async fn attempt(
+        &self,
+        service: Target<'_>,
+        call: &Call,
+        auth: Auth<'_>,
+        deadline: tokio::time::Instant,
+        secs: u64,
+    ) -> Result<Response, CallError> {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let req = self.builder(service, call, auth, left)?;
         let resp = req
             .send()
             .await
@@ -307,18 +417,19 @@ impl Upstream {
             429 => {
                 let retry = headers
                     .get("retry-after")
-                    .and_then(|v| v.trim().parse::<u64>().ok());
+                    .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
                 return Err(CallError::RateLimited(retry));
             }
             500..=599 => return Err(CallError::Server(status)),
             400..=499 => {
-                let body = read_limited(resp, secs, service.name).await.ok();
+                let limit = MAX_ERROR_BODY_BYTES.min(self.max_body);
+                let body = read_limited(resp, limit, secs, service.name).await.ok();
                 let message = body.and_then(|b| upstream_message(&b));
                 return Err(CallError::Refused(status, message));
             }
             _ => {}
         }
-        let bytes = read_limited(resp, secs, service.name).await?;
+        let bytes = read_limited(resp, self.max_body, secs, service.name).await?;
         let body = match call.response {
             _ if bytes.iter().all(u8::is_ascii_whitespace) => serde_json::Value::Null,
             ResponseKind::Json => {
@@ -382,19 +493,29 @@ fn check_signable(url: &reqwest::Url) -> Result<(), CallError> {
     Ok(())
 }
 
+/// The body, read chunk by chunk and never past `limit` bytes: a larger answer is cut off
+/// (the connection dropped) rather than buffered.
 async fn read_limited(
     mut resp: reqwest::Response,
+    limit: usize,
     secs: u64,
     service: &str,
 ) -> Result<Vec<u8>, CallError> {
+    let too_large = |seen: String| {
+        tracing::warn!(service, limit, seen = %seen, "upstream body over the limit; not read");
+        CallError::TooLarge(limit)
+    };
+    if let Some(len) = resp.content_length().filter(|l| *l > limit as u64) {
+        return Err(too_large(format!("content-length {len}")));
+    }
     let mut out = Vec::new();
     while let Some(chunk) = resp
         .chunk()
         .await
         .map_err(|e| classify(&e, secs, service))?
     {
-        if out.len() + chunk.len() > MAX_BODY_BYTES {
-            return Err(CallError::Unreadable);
+        if out.len() + chunk.len() > limit {
+            return Err(too_large(format!("more than {limit} bytes")));
         }
         out.extend_from_slice(&chunk);
     }
@@ -409,10 +530,21 @@ fn classify(e: &reqwest::Error, secs: u64, service: &str) -> CallError {
         CallError::Timeout(secs)
     } else if e.is_connect() {
         CallError::Connect
-    } else if e.is_decode() || e.is_body() {
+    } else if e.is_decode() {
         CallError::Unreadable
+    } else if e.is_body() || e.is_request() {
+        CallError::Broken
     } else {
         CallError::Other("the request failed".into())
+    }
+}
+
+/// A byte count for people: `4 MiB`, `64 KiB`, `900 bytes`.
+fn size(bytes: usize) -> String {
+    match bytes {
+        b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{} MiB", b >> 20),
+        b if b >= 1 << 10 && b % (1 << 10) == 0 => format!("{} KiB", b >> 10),
+        b => format!("{b} bytes"),
     }
 }
 

@@ -69,6 +69,7 @@ fn http(
     step: &'static str,
     failed: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> impl Fn(oauth2::HttpRequest) -> HttpFuture + Send + Sync {
+    let upstream = cx.upstream.clone();
     let client = cx.upstream.client();
     let timeout = cx.upstream.timeout_for(pack.service.target());
     let audit = std::sync::Arc::new(Audit {
@@ -78,6 +79,7 @@ fn http(
     });
     move |request: oauth2::HttpRequest| {
         let client = client.clone();
+        let upstream = upstream.clone();
         let failed = failed.clone();
         let audit = audit.clone();
         Box::pin(async move {
@@ -116,9 +118,12 @@ fn http(
             for (k, v) in resp.headers() {
                 out = out.header(k, v);
             }
-            let bytes = resp.bytes().await.map_err(|e| HttpError(e.to_string()))?;
-            out.body(bytes.to_vec())
-                .map_err(|e| HttpError(e.to_string()))
+            // Capped like every upstream answer: a hostile token endpoint cannot fill memory.
+            let bytes = upstream
+                .read_body(resp, &audit.service, timeout.as_secs())
+                .await
+                .map_err(|e| HttpError(e.to_string()))?;
+            out.body(bytes).map_err(|e| HttpError(e.to_string()))
         }) as HttpFuture
     }
 }

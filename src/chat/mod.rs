@@ -3,6 +3,11 @@
 //! in the order they were sent. The vocabulary they speak is in [`crate::message`]; clicks
 //! and form submissions go through the same queues ([`Runner::interact`]), so a confirmed
 //! command runs in order with the user's other messages.
+//!
+//! Every adapter's messages pass the same door here, before anything is queued: a message
+//! longer than `[limits] max_message_bytes` is refused unread, a user over their rate limit
+//! is told once and their extra commands are dropped, and each conversation's queue is
+//! bounded (`max_queued`), so no flood grows memory.
 
 pub mod discord;
 pub mod shell;
@@ -16,6 +21,8 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 
+use crate::config::LimitsConfig;
+use crate::dispatch::limits::{self, RateLimiter, Verdict};
 use crate::dispatch::Dispatcher;
 pub use crate::message::{
     Adapter, Button, ButtonStyle, Deleted, Interaction, Message, Reply, SecretForm, Surfaces,
@@ -30,16 +37,25 @@ type ConversationKey = (String, String, String, String);
 /// upstream for one user delays no one else, and one user's messages stay in order.
 pub struct Runner {
     dispatcher: Arc<Dispatcher>,
-    queues: Mutex<HashMap<ConversationKey, mpsc::UnboundedSender<Job>>>,
+    queues: Mutex<HashMap<ConversationKey, mpsc::Sender<Job>>>,
     tasks: TaskTracker,
+    limits: LimitsConfig,
+    rate: RateLimiter,
 }
 
 impl Runner {
+    /// A runner with the default `[limits]`.
     pub fn new(dispatcher: Arc<Dispatcher>) -> Arc<Runner> {
+        Runner::with_limits(dispatcher, &LimitsConfig::default())
+    }
+
+    pub fn with_limits(dispatcher: Arc<Dispatcher>, limits: &LimitsConfig) -> Arc<Runner> {
         Arc::new(Runner {
             dispatcher,
             queues: Mutex::new(HashMap::new()),
             tasks: TaskTracker::new(),
+            limits: limits.clone(),
+            rate: RateLimiter::new(limits),
         })
     }
 
@@ -47,8 +63,60 @@ impl Runner {
         &self.dispatcher
     }
 
+    /// Why `message` is not queued, and what to tell its sender (`None`: nothing, as for
+    /// chatter not meant for the bot or a flood already told).
+    fn refuse(&self, message: &Message) -> Option<Option<String>> {
+        let too_long = message.text.len() > self.limits.max_message_bytes;
+        // Only the start is looked at: a mention comes first, and a huge text is not scanned.
+        let mut head = self.limits.max_message_bytes.min(message.text.len());
+        while !message.text.is_char_boundary(head) {
+            head -= 1;
+        }
+        let addressed = self
+            .dispatcher
+            .addressing
+            .strip(&message.text[..head], message.direct)
+            .is_some();
+        if too_long {
+            tracing::info!(adapter = %message.adapter, user = %message.user, bytes = message.text.len(), "message over the length limit refused");
+            return Some(addressed.then(|| limits::too_long(&self.limits)));
+        }
+        if !addressed {
+            return None;
+        }
+        match self
+            .rate
+            .check(&message.adapter, &message.workspace, &message.user)
+        {
+            Verdict::Go => None,
+            Verdict::Over { tell, wait } => {
+                metrics::counter!("deputy_rate_limited_total", "adapter" => message.adapter.clone())
+                    .increment(1);
+                if tell {
+                    tracing::warn!(adapter = %message.adapter, workspace = %message.workspace, user = %message.user, "user over the rate limit; dropping their commands");
+                }
+                Some(tell.then(|| limits::over_rate(&self.limits, wait)))
+            }
+        }
+    }
+
+    /// Tells the sender of a message that was not queued why, only to them.
+    fn tell(&self, message: Message, adapter: Arc<dyn Adapter>, text: String) {
+        self.tasks.spawn(async move {
+            if let Err(e) = adapter.send(&message, Reply::private(text)).await {
+                tracing::warn!(adapter = %message.adapter, error = %e, "could not send a reply");
+            }
+        });
+    }
+
     /// Queues a message; returns at once.
     pub fn submit(self: &Arc<Self>, message: Message, adapter: Arc<dyn Adapter>) {
+        if let Some(told) = self.refuse(&message) {
+            if let Some(text) = told {
+                self.tell(message, adapter, text);
+            }
+            return;
+        }
         self.queue(message, None, adapter);
     }
 
@@ -78,21 +146,36 @@ impl Runner {
         let mut queues = self.queues.lock().expect("queue map poisoned");
         let job = (message, interaction, adapter);
         let job = match queues.get(&key) {
-            Some(tx) => match tx.send(job) {
+            Some(tx) => match tx.try_send(job) {
                 Ok(()) => return,
-                Err(mpsc::error::SendError(job)) => job,
+                Err(mpsc::error::TrySendError::Full((message, _, adapter))) => {
+                    drop(queues);
+                    tracing::info!(adapter = %message.adapter, user = %message.user, "conversation queue full; message refused");
+                    // Chatter not meant for the bot is dropped without a word.
+                    let addressed = self
+                        .dispatcher
+                        .addressing
+                        .strip(&message.text, message.direct)
+                        .is_some();
+                    if addressed {
+                        self.tell(message, adapter, limits::queue_full(&self.limits));
+                    }
+                    return;
+                }
+                Err(mpsc::error::TrySendError::Closed(job)) => job,
             },
             None => job,
         };
-        let (tx, rx) = mpsc::unbounded_channel();
-        tx.send(job).expect("receiver is alive");
+        let (tx, rx) = mpsc::channel(self.limits.max_queued);
+        tx.try_send(job)
+            .unwrap_or_else(|_| unreachable!("a new queue has room"));
         queues.insert(key.clone(), tx);
         drop(queues);
         let this = Arc::clone(self);
         self.tasks.spawn(async move { this.work(key, rx).await });
     }
 
-    async fn work(&self, key: ConversationKey, mut rx: mpsc::UnboundedReceiver<Job>) {
+    async fn work(&self, key: ConversationKey, mut rx: mpsc::Receiver<Job>) {
         loop {
             let job = match rx.try_recv() {
                 Ok(job) => job,

@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod help;
+pub mod limits;
 pub mod offer;
 pub mod parse;
 

@@ -154,6 +154,9 @@ struct Inner {
     request_tokens: HashMap<String, x::RequestToken>,
     access_tokens: HashMap<String, x::AccessToken>,
     access_tokens_issued: usize,
+    /// Every secret handed out (request token secrets, PINs, access tokens and their
+    /// secrets), for tests that check none of them leaks.
+    issued: Vec<String>,
     /// (consumer key, nonce) of every request whose signature checked out.
     nonces: HashSet<(String, String)>,
     /// Oldest first.
@@ -232,6 +235,12 @@ impl State {
                 token.revoked = true;
             }
         }
+    }
+
+    /// Every secret the provider has handed out: request token secrets, PINs (verifiers),
+    /// access tokens and access token secrets.
+    pub fn secrets_issued(&self) -> Vec<String> {
+        self.lock().issued.clone()
     }
 
     /// How many access tokens `/oauth/access_token` has handed out.

@@ -240,6 +240,9 @@ pub(super) struct Inner {
     /// Answer the next device poll `slow_down` whatever its timing (tests of the client).
     force_slow_down: bool,
     pub(super) issues: Vec<Issue>,
+    /// Every secret handed out (device codes, authorization codes, access and refresh
+    /// tokens), for tests that check none of them leaks.
+    issued: Vec<String>,
 }
 
 struct Device {
@@ -329,6 +332,12 @@ impl OAuth2State {
             inner: Mutex::new(inner),
             polled: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Every secret the provider has handed out: device codes, authorization codes, access
+    /// and refresh tokens.
+    pub fn secrets_issued(&self) -> Vec<String> {
+        self.lock().issued.clone()
     }
 
     /// Every request, in order of arrival.
@@ -538,6 +547,7 @@ impl Inner {
             .get(&grant)
             .map(|g| g.scopes.join(" "))
             .unwrap_or_default();
+        self.issued.extend([access.clone(), refresh.clone()]);
         self.access_tokens
             .insert(access.clone(), AccessToken { grant, expires_at });
         let token = RefreshToken { grant, used: false };
@@ -845,6 +855,7 @@ async fn device_code(
     while inner.devices.values().any(|d| d.user_code == user_code) {
         user_code = new_user_code();
     }
+    inner.issued.push(device_code.clone());
     inner.devices.insert(
         device_code.clone(),
         Device {
@@ -982,6 +993,7 @@ async fn authorize(AxState(s): AxState<Arc<OAuth2State>>, RawQuery(query): RawQu
         return bad("login may contain only letters, digits, - and _");
     }
     let code = random_token(32);
+    s.lock().issued.push(code.clone());
     s.lock().codes.insert(
         code.clone(),
         AuthCode {

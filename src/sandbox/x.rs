@@ -217,6 +217,8 @@ async fn request_token(
         );
     }
     let (token, secret) = (random_token(32), random_token(40));
+    // The request token itself is shown to the user in the sign-in link; its secret is not.
+    s.lock().issued.push(secret.clone());
     s.lock().request_tokens.insert(
         token.clone(),
         RequestToken {
@@ -284,6 +286,8 @@ async fn authorize(AxState(s): AxState<Arc<State>>, RawQuery(query): RawQuery) -
     }
     let verifier = format!("{:07}", rand::thread_rng().gen_range(0..10_000_000));
     request.approved = Some((verifier.clone(), name.to_string()));
+    let callback = request.callback.clone();
+    inner.issued.push(verifier.clone());
     if oob {
         let body = format!(
             "<p>Your PIN: <code id=\"pin\">{verifier}</code></p>\n\
@@ -291,7 +295,6 @@ async fn authorize(AxState(s): AxState<Arc<State>>, RawQuery(query): RawQuery) -
         );
         page(StatusCode::OK, "deputy (sandbox) is authorized", &body)
     } else {
-        let callback = request.callback.clone();
         redirect(
             &callback,
             &[("oauth_token", token), ("oauth_verifier", &verifier)],
@@ -331,6 +334,7 @@ async fn access_token(
         },
     );
     inner.access_tokens_issued += 1;
+    inner.issued.extend([access.clone(), secret.clone()]);
     drop(inner);
     form_reply(&[
         ("oauth_token", &access),
