@@ -89,6 +89,12 @@ fn base() -> &'static Base {
     })
 }
 
+/// The dispatcher the targets use (the shipped packs, every service at a closed loopback
+/// port), for the regression tests of what the fuzzers found.
+pub fn dispatcher() -> &'static Dispatcher {
+    &base().dispatcher
+}
+
 struct Base {
     dispatcher: Arc<Dispatcher>,
     runtime: tokio::runtime::Runtime,
