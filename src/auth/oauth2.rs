@@ -728,7 +728,9 @@ fn credential(
             .refresh_token()
             .map(|r| Secret::new(r.secret().clone()))
             .or(old_refresh),
-        expires_at: token.expires_in().map(|d| now_secs() + d.as_secs()),
+        expires_at: token
+            .expires_in()
+            .map(|d| now_secs().saturating_add(d.as_secs())),
         // No `scope` in the answer means the requested ones were granted (RFC 6749 5.1).
         scopes: token
             .scopes()
