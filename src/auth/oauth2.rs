@@ -361,6 +361,8 @@ fn device_started(
 /// adds 5 s to the interval on `slow_down`) or park a poll for ever.
 const MAX_DEVICE_CODE_SECS: u64 = 24 * 3600;
 const MAX_POLL_INTERVAL_SECS: u64 = 300;
+/// Longest wait between polls after the provider could not be reached.
+const MAX_POLL_BACKOFF: Duration = Duration::from_secs(30);
 
 /// The device authorization with `expires_in` and `interval` within the limits above.
 fn with_times(
@@ -402,7 +404,7 @@ async fn poll_device(
     let p = &pack.service.prefixes[0];
     let result = match client.exchange_device_access_token(&details) {
         Ok(req) => {
-            req.set_max_backoff_interval(Duration::from_secs(30))
+            req.set_max_backoff_interval(MAX_POLL_BACKOFF)
                 .request_async(&http, tokio::time::sleep, Some(details.expires_in()))
                 .await
         }
@@ -1018,7 +1020,7 @@ pub fn read_device_flow(
     let token = client
         .exchange_device_access_token(&details)
         .map_err(|e| e.to_string())?
-        .set_max_backoff_interval(Duration::from_secs(30))
+        .set_max_backoff_interval(MAX_POLL_BACKOFF)
         .request(&provider, |_| {}, Some(details.expires_in()))
         .map_err(|e| describe(&s.name, &e))?;
     Ok((text, credential(pack, &token, None)))
