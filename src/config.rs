@@ -535,7 +535,7 @@ impl Config {
                 path: path.to_owned(),
                 line,
                 column,
-                message: e.message().to_string(),
+                message: toml_message(&e),
             }
         })?;
         config.validate(path)?;
@@ -705,6 +705,15 @@ pub fn check_base_url(url: &str) -> Result<reqwest::Url, String> {
         return Err("the URL must not carry credentials; users link their own".into());
     }
     Ok(parsed)
+}
+
+/// What toml says is wrong. It says nothing for some characters (a control character in a
+/// comment, found by fuzzing the pack loader), which left the user a line number and no reason.
+pub fn toml_message(e: &toml::de::Error) -> String {
+    match e.message().trim() {
+        "" => "a character that is not allowed here (a control character?)".to_string(),
+        m => m.to_string(),
+    }
 }
 
 /// 1-based line and column of a byte offset.

@@ -29,7 +29,8 @@
 //! An auth kind uses only what [`auth::AuthContext`] gives it and the shared pieces beside it
 //! ([`auth::pending`], [`auth::conversation`], [`auth::replies`], [`auth::credential`]), never
 //! another kind. [`sandbox`] is the offline provider (fake X, Jenkins, GitHub-shaped OAuth 2.0)
-//! for `deputy shell --sandbox` and the tests.
+//! for `deputy shell --sandbox` and the tests. [`fuzzing`] holds what the fuzz targets in
+//! `fuzz/` run (and `tests/fuzz_corpus.rs` replays on stable).
 #![forbid(unsafe_code)]
 
 pub mod app;
@@ -38,6 +39,7 @@ pub mod brain;
 pub mod chat;
 pub mod config;
 pub mod dispatch;
+pub mod fuzzing;
 pub mod message;
 pub mod metrics;
 pub mod pack;

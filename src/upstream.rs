@@ -430,40 +430,43 @@ impl Upstream {
             _ => {}
         }
         let bytes = read_limited(resp, self.max_body, secs, service.name).await?;
-        let body = match call.response {
-            _ if bytes.iter().all(u8::is_ascii_whitespace) => serde_json::Value::Null,
-            ResponseKind::Json => {
-                serde_json::from_slice(&bytes).map_err(|_| CallError::Unreadable)?
-            }
-            ResponseKind::Text => serde_json::Value::String(
-                String::from_utf8(bytes).map_err(|_| CallError::Unreadable)?,
-            ),
-            ResponseKind::Form => {
-                let pairs: Vec<(String, String)> =
-                    serde_urlencoded::from_bytes(&bytes).map_err(|_| CallError::Unreadable)?;
-                // An HTML error page also parses as a form (one odd key): insist on plain keys.
-                let plain = |k: &str| {
-                    !k.is_empty()
-                        && k.chars()
-                            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-                };
-                if pairs.is_empty() || !pairs.iter().all(|(k, _)| plain(k)) {
-                    return Err(CallError::Unreadable);
-                }
-                serde_json::Value::Object(
-                    pairs
-                        .into_iter()
-                        .map(|(k, v)| (k, serde_json::Value::String(v)))
-                        .collect(),
-                )
-            }
-        };
         Ok(Response {
             status,
             headers,
-            body,
+            body: decode_body(call.response, bytes)?,
         })
     }
+}
+
+/// A successful answer's body as the reply templates see it (`body`), read as `kind` says.
+/// Pure, so the fuzz target (`deputy::fuzzing`) reads answers exactly as a call does.
+pub fn decode_body(kind: ResponseKind, bytes: Vec<u8>) -> Result<serde_json::Value, CallError> {
+    Ok(match kind {
+        _ if bytes.iter().all(u8::is_ascii_whitespace) => serde_json::Value::Null,
+        ResponseKind::Json => serde_json::from_slice(&bytes).map_err(|_| CallError::Unreadable)?,
+        ResponseKind::Text => {
+            serde_json::Value::String(String::from_utf8(bytes).map_err(|_| CallError::Unreadable)?)
+        }
+        ResponseKind::Form => {
+            let pairs: Vec<(String, String)> =
+                serde_urlencoded::from_bytes(&bytes).map_err(|_| CallError::Unreadable)?;
+            // An HTML error page also parses as a form (one odd key): insist on plain keys.
+            let plain = |k: &str| {
+                !k.is_empty()
+                    && k.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+            };
+            if pairs.is_empty() || !pairs.iter().all(|(k, _)| plain(k)) {
+                return Err(CallError::Unreadable);
+            }
+            serde_json::Value::Object(
+                pairs
+                    .into_iter()
+                    .map(|(k, v)| (k, serde_json::Value::String(v)))
+                    .collect(),
+            )
+        }
+    })
 }
 
 /// Refuses the query shapes reqwest-oauth1 0.3 is known to sign wrongly (see

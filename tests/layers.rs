@@ -13,7 +13,7 @@ const LAYERS: &[&[&str]] = &[
     &["message", "upstream"],
     &["auth", "pack"],
     &["dispatch"],
-    &["app", "chat", "web", "sandbox"],
+    &["app", "chat", "web", "sandbox", "fuzzing"],
     &["main"],
 ];
 

@@ -125,8 +125,7 @@ async fn start(cx: &AuthContext, msg: &Message, pack: &Pack) -> Step<String> {
             ))))
         }
     };
-    let field = |k: &str| body.get(k).and_then(|v| v.as_str()).map(str::to_string);
-    let (Some(token), Some(secret)) = (field("oauth_token"), field("oauth_token_secret")) else {
+    let Some((token, secret)) = token_pair(&body) else {
         return Ok(Err(Reply::new(format!(
             "{} answered the sign-in request without a token; try `{} setupauth` again later.",
             s.name, s.prefixes[0]
@@ -291,21 +290,15 @@ async fn finish(
             )));
         }
     };
-    let field = |k: &str| body.get(k).and_then(|v| v.as_str()).map(str::to_string);
-    let (Some(token), Some(token_secret)) = (field("oauth_token"), field("oauth_token_secret"))
-    else {
+    let Some(credential) = access_credential(&body) else {
         return Ok(fail(format!(
             "{} answered without an access token; try `{p} auth <PIN>` again.",
             s.name
         )));
     };
-    let screen_name = field("screen_name");
-    let credential = Credential::OAuth1 {
-        token: Secret::new(token),
-        token_secret: Secret::new(token_secret),
-        user_id: field("user_id"),
-        screen_name: screen_name.clone(),
-        linked_at: now_secs(),
+    let screen_name = match &credential {
+        Credential::OAuth1 { screen_name, .. } => screen_name.clone(),
+        _ => None,
     };
     // Stored (and flushed) before the flow is dropped and before the user is told.
     cx.store(&owner, &s.name, &credential).await?;
@@ -318,6 +311,32 @@ async fn finish(
             "Linked to {who} on {}. Commands now run as you; `{p} logout` unlinks.",
             s.name
         )),
+    })
+}
+
+/// A string field of a token endpoint's form answer (read as a JSON object by the upstream).
+fn field(body: &serde_json::Value, key: &str) -> Option<String> {
+    body.get(key).and_then(|v| v.as_str()).map(str::to_string)
+}
+
+/// `oauth_token` and `oauth_token_secret` from a token endpoint's answer, if both are there.
+pub fn token_pair(body: &serde_json::Value) -> Option<(String, String)> {
+    Some((
+        field(body, "oauth_token")?,
+        field(body, "oauth_token_secret")?,
+    ))
+}
+
+/// The credential an access-token answer links: the token pair, and the user's id and screen
+/// name when the provider says them (X does).
+pub fn access_credential(body: &serde_json::Value) -> Option<Credential> {
+    let (token, token_secret) = token_pair(body)?;
+    Some(Credential::OAuth1 {
+        token: Secret::new(token),
+        token_secret: Secret::new(token_secret),
+        user_id: field(body, "user_id"),
+        screen_name: field(body, "screen_name"),
+        linked_at: now_secs(),
     })
 }
 

@@ -318,24 +318,12 @@ async fn start_device(
             }
         };
     let owner = conversation.owner();
+    let details = bounded(details)?;
     let expires_in = details.expires_in();
-    let flow = PendingFlow::Device {
-        service: s.name.clone(),
-        expires_at: pending::expiry(expires_in.as_secs()),
-        conversation: conversation.clone(),
-        details: serde_json::to_value(&details)?,
-    };
-    let until = pending::expiry(expires_in.as_secs());
+    let (flow, until, text) = device_started(pack, conversation, &details)?;
     cx.brain
         .put_expiring(&flow_key(&owner, &s.name), &flow, until)
         .await?;
-    let text = format!(
-        "To link your {} account, open {} and enter the code {} . I'll tell you here when it's done; the code works for {} minute(s).",
-        s.name,
-        details.verification_uri().as_str(),
-        details.user_code().secret(),
-        expires_in.as_secs().div_ceil(60)
-    );
     // This replica polls it: a replica restarting meanwhile must not resume it too.
     if cx.brain.is_shared() {
         let poll_lock = format!("poll/{}", flow_key(&conversation.owner(), &s.name));
@@ -346,6 +334,61 @@ async fn start_device(
     }
     k.poll_device(cx, conversation.clone(), s.name.clone(), client, details);
     Ok(Ok(text))
+}
+
+/// What a started device flow keeps (the pending flow and when it expires) and tells the user.
+fn device_started(
+    pack: &Pack,
+    conversation: &Conversation,
+    details: &oauth2::StandardDeviceAuthorizationResponse,
+) -> anyhow::Result<(PendingFlow, u64, String)> {
+    let s = &pack.service;
+    let expires_in = details.expires_in();
+    let until = pending::expiry(expires_in.as_secs());
+    let flow = PendingFlow::Device {
+        service: s.name.clone(),
+        expires_at: until,
+        conversation: conversation.clone(),
+        details: serde_json::to_value(details)?,
+    };
+    let text = format!(
+        "To link your {} account, open {} and enter the code {} . I'll tell you here when it's done; the code works for {} minute(s).",
+        s.name,
+        details.verification_uri().as_str(),
+        details.user_code().secret(),
+        expires_in.as_secs().div_ceil(60)
+    );
+    Ok((flow, until, text))
+}
+
+/// Longest device-code life and poll interval taken from a provider. Real ones say 15 minutes
+/// and 5 s; a larger answer (hostile or broken) would overflow the clock arithmetic (`oauth2`
+/// adds 5 s to the interval on `slow_down`) or park a poll for ever.
+const MAX_DEVICE_CODE_SECS: u64 = 24 * 3600;
+const MAX_POLL_INTERVAL_SECS: u64 = 300;
+/// Longest wait between polls after the provider could not be reached.
+const MAX_POLL_BACKOFF: Duration = Duration::from_secs(30);
+
+/// The device authorization with `expires_in` and `interval` within the limits above.
+fn with_times(
+    details: &oauth2::StandardDeviceAuthorizationResponse,
+    expires_in: u64,
+) -> serde_json::Result<oauth2::StandardDeviceAuthorizationResponse> {
+    let mut v = serde_json::to_value(details)?;
+    v["expires_in"] = expires_in.min(MAX_DEVICE_CODE_SECS).into();
+    v["interval"] = details
+        .interval()
+        .as_secs()
+        .min(MAX_POLL_INTERVAL_SECS)
+        .into();
+    serde_json::from_value(v)
+}
+
+/// [`with_times`] keeping the provider's own `expires_in` (capped).
+fn bounded(
+    details: oauth2::StandardDeviceAuthorizationResponse,
+) -> serde_json::Result<oauth2::StandardDeviceAuthorizationResponse> {
+    with_times(&details, details.expires_in().as_secs())
 }
 
 /// The background half of the device flow: poll as RFC 8628 says until the user approves,
@@ -366,7 +409,7 @@ async fn poll_device(
     let p = &pack.service.prefixes[0];
     let result = match client.exchange_device_access_token(&details) {
         Ok(req) => {
-            req.set_max_backoff_interval(Duration::from_secs(30))
+            req.set_max_backoff_interval(MAX_POLL_BACKOFF)
                 .request_async(&http, tokio::time::sleep, Some(details.expires_in()))
                 .await
         }
@@ -458,13 +501,7 @@ async fn resume_polls(k: &OAuth2, cx: &AuthContext) -> anyhow::Result<usize> {
         {
             continue;
         }
-        details = serde_json::from_value(serde_json::json!({
-            "device_code": details.device_code().secret(),
-            "user_code": details.user_code().secret(),
-            "verification_uri": details.verification_uri().as_str(),
-            "expires_in": left,
-            "interval": details.interval().as_secs(),
-        }))?;
+        details = with_times(&details, left)?;
         k.poll_device(cx, conversation, service, client, details);
         resumed += 1;
     }
@@ -698,7 +735,9 @@ fn credential(
             .refresh_token()
             .map(|r| Secret::new(r.secret().clone()))
             .or(old_refresh),
-        expires_at: token.expires_in().map(|d| now_secs() + d.as_secs()),
+        expires_at: token
+            .expires_in()
+            .map(|d| now_secs().saturating_add(d.as_secs())),
         // No `scope` in the answer means the requested ones were granted (RFC 6749 5.1).
         scopes: token
             .scopes()
@@ -921,6 +960,75 @@ async fn revoke(
         .await
         .map(|()| true)
         .map_err(|e| describe(&pack.service.name, &e))
+}
+
+/// A provider that answers from a list instead of the network: each call takes the next
+/// answer; past the end it says `expired_token`, which ends any poll.
+fn scripted(
+    answers: Vec<oauth2::HttpResponse>,
+) -> impl Fn(oauth2::HttpRequest) -> Result<oauth2::HttpResponse, HttpError> {
+    let answers = Mutex::new(std::collections::VecDeque::from(answers));
+    move |_| {
+        let next = answers.lock().expect("answers poisoned").pop_front();
+        next.map_or_else(
+            || {
+                oauth2::http::Response::builder()
+                    .status(400)
+                    .header("content-type", "application/json")
+                    .body(br#"{"error":"expired_token"}"#.to_vec())
+                    .map_err(|e| HttpError(e.to_string()))
+            },
+            Ok,
+        )
+    }
+}
+
+/// Reads a token endpoint's `answer` as a refresh does: the `oauth2` crate's own parsing
+/// (status, content type, JSON, error bodies), then the credential deputy would store; a
+/// failure comes back in the user's words. No network: for the fuzz target (`deputy::fuzzing`)
+/// and its corpus test.
+pub fn read_token_response(
+    cx: &AuthContext,
+    pack: &Pack,
+    answer: oauth2::HttpResponse,
+) -> Result<Credential, String> {
+    let client = client(cx, pack).map_err(|r| r.text)?;
+    let token = client
+        .exchange_refresh_token(&RefreshToken::new("refresh".into()))
+        .map_err(|e| e.to_string())?
+        .request(&scripted(vec![answer]))
+        .map_err(|e| describe(&pack.service.name, &e))?;
+    Ok(credential(pack, &token, None))
+}
+
+/// Runs the device flow against scripted `answers` (the device authorization, then one per
+/// poll) as `setupauth` and the background poll read them: returns what the user is told when
+/// the flow starts and the credential the poll stores, or the failure in the user's words. No
+/// network, no sleeping: for the fuzz target (`deputy::fuzzing`) and its corpus test.
+pub fn read_device_flow(
+    cx: &AuthContext,
+    pack: &Pack,
+    conversation: &Conversation,
+    answers: Vec<oauth2::HttpResponse>,
+) -> Result<(String, Credential), String> {
+    let s = &pack.service;
+    let client = client(cx, pack).map_err(|r| r.text)?;
+    let provider = scripted(answers);
+    let details: oauth2::StandardDeviceAuthorizationResponse = client
+        .exchange_device_code()
+        .map_err(|e| e.to_string())?
+        .add_scopes(scopes(pack).into_iter().map(Scope::new))
+        .request(&provider)
+        .map_err(|e| describe(&s.name, &e))?;
+    let details = bounded(details).map_err(|e| e.to_string())?;
+    let (_, _, text) = device_started(pack, conversation, &details).map_err(|e| e.to_string())?;
+    let token = client
+        .exchange_device_access_token(&details)
+        .map_err(|e| e.to_string())?
+        .set_max_backoff_interval(MAX_POLL_BACKOFF)
+        .request(&provider, |_| {}, Some(details.expires_in()))
+        .map_err(|e| describe(&s.name, &e))?;
+    Ok((text, credential(pack, &token, None)))
 }
 
 /// A token-endpoint failure in words for the user.

@@ -16,7 +16,7 @@ pub fn flow_key(owner: &Owner, service: &str) -> KeyPath {
 
 /// Unix seconds when a flow started now with a lifetime of `ttl_secs` expires.
 pub fn expiry(ttl_secs: u64) -> u64 {
-    now_secs() + ttl_secs
+    now_secs().saturating_add(ttl_secs)
 }
 
 /// At or after `expires_at`, a flow is expired.

@@ -43,19 +43,45 @@ impl DiscordAdapter {
         }
         Ok(())
     }
+}
 
-    /// `<@123> jenkins …` / `<@!123> jenkins …` → `@deputy jenkins …`, so the dispatcher's
-    /// addressing rules apply unchanged.
-    fn normalize(&self, text: &str) -> String {
-        if let Some(id) = self.bot_id.get() {
-            for mention in [format!("<@{id}>"), format!("<@!{id}>")] {
-                if let Some(rest) = text.trim_start().strip_prefix(&mention) {
-                    return format!("@{} {}", self.name, rest.trim_start());
-                }
+/// `<@123> jenkins …` / `<@!123> jenkins …` → `@deputy jenkins …`, so the dispatcher's
+/// addressing rules apply unchanged.
+fn normalize(text: &str, bot_id: Option<UserId>, name: &str) -> String {
+    if let Some(id) = bot_id {
+        for mention in [format!("<@{id}>"), format!("<@!{id}>")] {
+            if let Some(rest) = text.trim_start().strip_prefix(&mention) {
+                return format!("@{name} {}", rest.trim_start());
             }
         }
-        text.to_string()
     }
+    text.to_string()
+}
+
+/// The [`Message`] a MESSAGE_CREATE carries for deputy, or `None` for a bot's (our own replies
+/// come back as MESSAGE_CREATE too: never answer a bot). `bot_id` is deputy's own id once
+/// READY said it, `name` the name it answers to. Pure, so the fuzz target
+/// (`deputy::fuzzing`) reads events exactly as the adapter does.
+pub fn message_of(
+    msg: &serenity::all::Message,
+    bot_id: Option<UserId>,
+    name: &str,
+) -> Option<Message> {
+    if msg.author.bot {
+        return None;
+    }
+    Some(Message {
+        adapter: ADAPTER.into(),
+        workspace: WORKSPACE.into(),
+        user: msg.author.id.to_string(),
+        user_name: msg.author.name.clone(),
+        // A thread is a channel on Discord: replying to channel_id answers in the thread.
+        channel: msg.channel_id.to_string(),
+        id: msg.id.to_string(),
+        thread: None,
+        direct: msg.guild_id.is_none(),
+        text: normalize(&msg.content, bot_id, name),
+    })
 }
 
 fn parse_id(s: &str) -> anyhow::Result<u64> {
@@ -127,21 +153,9 @@ impl EventHandler for Handler {
     }
 
     async fn message(&self, _ctx: Context, msg: serenity::all::Message) {
-        // Our own replies come back as MESSAGE_CREATE too: never answer a bot.
-        if msg.author.bot {
+        let bot_id = self.adapter.bot_id.get().copied();
+        let Some(message) = message_of(&msg, bot_id, &self.adapter.name) else {
             return;
-        }
-        let message = Message {
-            adapter: ADAPTER.into(),
-            workspace: WORKSPACE.into(),
-            user: msg.author.id.to_string(),
-            user_name: msg.author.name.clone(),
-            // A thread is a channel on Discord: replying to channel_id answers in the thread.
-            channel: msg.channel_id.to_string(),
-            id: msg.id.to_string(),
-            thread: None,
-            direct: msg.guild_id.is_none(),
-            text: self.adapter.normalize(&msg.content),
         };
         self.runner
             .submit(message, self.adapter.clone() as Arc<dyn Adapter>);

@@ -58,16 +58,75 @@ pub struct SlackAdapter<H: Send + Sync + Clone + Connect + 'static> {
     triggers: Mutex<HashMap<String, (SlackTriggerId, Instant)>>,
 }
 
-impl<H: Send + Sync + Clone + Connect + 'static> SlackAdapter<H> {
-    /// `<@U0BOT> jenkins …` → `@deputy jenkins …`, so the dispatcher's addressing applies.
-    fn normalize(&self, text: &str) -> String {
-        let mention = format!("<@{}>", self.bot_user);
-        match text.trim_start().strip_prefix(&mention) {
-            Some(rest) => format!("@{} {}", self.name, rest.trim_start()),
-            None => text.to_string(),
-        }
+/// `<@U0BOT> jenkins …` → `@deputy jenkins …`, so the dispatcher's addressing applies.
+fn normalize(text: &str, bot_user: &str, name: &str) -> String {
+    let mention = format!("<@{bot_user}>");
+    match text.trim_start().strip_prefix(&mention) {
+        Some(rest) => format!("@{name} {}", rest.trim_start()),
+        None => text.to_string(),
     }
+}
 
+/// The [`Message`] an Events API callback carries for deputy, if any: an `app_mention`, or a
+/// direct message from a person (not our own posts, other bots, edits or deletions).
+/// `bot_user` is deputy's Slack user id, `name` the name it answers to. Pure, so the fuzz
+/// target (`deputy::fuzzing`) reads events exactly as the adapter does.
+pub fn message_of(event: SlackPushEventCallback, bot_user: &str, name: &str) -> Option<Message> {
+    let team = event.team_id.to_string();
+    match event.event {
+        SlackEventCallbackBody::AppMention(e) => {
+            let ts = e.origin.ts.to_string();
+            Some(Message {
+                adapter: ADAPTER.into(),
+                workspace: team,
+                user: e.user.to_string(),
+                user_name: e.user.to_string(),
+                // In app_mention the channel is top-level, not in `origin` (crate-notes).
+                channel: e.channel.to_string(),
+                // Answer in the mention's thread, or start one on the mention.
+                thread: Some(e.origin.thread_ts.map_or(ts.clone(), |t| t.to_string())),
+                id: ts,
+                direct: false,
+                text: normalize(e.content.text.as_deref().unwrap_or(""), bot_user, name),
+            })
+        }
+        SlackEventCallbackBody::Message(e) => {
+            let is_im = e
+                .origin
+                .channel_type
+                .as_ref()
+                .is_some_and(|t| t.to_string() == "im");
+            let user = e.sender.user.as_ref().map(ToString::to_string);
+            // Our own posts, other bots, edits and deletions are not commands.
+            match (is_im, user, &e.sender.bot_id, &e.subtype, &e.origin.channel) {
+                (true, Some(user), None, None, Some(channel)) if user != bot_user => {
+                    Some(Message {
+                        adapter: ADAPTER.into(),
+                        workspace: team,
+                        user: user.clone(),
+                        user_name: user,
+                        channel: channel.to_string(),
+                        thread: e.origin.thread_ts.map(|t| t.to_string()),
+                        id: e.origin.ts.to_string(),
+                        direct: true,
+                        text: normalize(
+                            e.content
+                                .as_ref()
+                                .and_then(|c| c.text.as_deref())
+                                .unwrap_or(""),
+                            bot_user,
+                            name,
+                        ),
+                    })
+                }
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+impl<H: Send + Sync + Clone + Connect + 'static> SlackAdapter<H> {
     /// Remembers the trigger a form may be opened with in answer to `message_id`.
     fn keep_trigger(&self, message_id: &str, trigger: SlackTriggerId) {
         let mut triggers = self.triggers.lock().expect("triggers poisoned");
@@ -425,57 +484,8 @@ async fn on_push_event<H: Send + Sync + Clone + Connect + 'static>(
             tracing::warn!(error = %format!("{e:#}"), "could not check a Slack event against the brain")
         }
     }
-    let team = event.team_id.to_string();
     let adapter = &shared.adapter;
-    let message = match event.event {
-        SlackEventCallbackBody::AppMention(e) => {
-            let ts = e.origin.ts.to_string();
-            Some(Message {
-                adapter: ADAPTER.into(),
-                workspace: team,
-                user: e.user.to_string(),
-                user_name: e.user.to_string(),
-                // In app_mention the channel is top-level, not in `origin` (crate-notes).
-                channel: e.channel.to_string(),
-                // Answer in the mention's thread, or start one on the mention.
-                thread: Some(e.origin.thread_ts.map_or(ts.clone(), |t| t.to_string())),
-                id: ts,
-                direct: false,
-                text: adapter.normalize(e.content.text.as_deref().unwrap_or("")),
-            })
-        }
-        SlackEventCallbackBody::Message(e) => {
-            let is_im = e
-                .origin
-                .channel_type
-                .as_ref()
-                .is_some_and(|t| t.to_string() == "im");
-            let user = e.sender.user.as_ref().map(ToString::to_string);
-            // Our own posts, other bots, edits and deletions are not commands.
-            match (is_im, user, &e.sender.bot_id, &e.subtype, &e.origin.channel) {
-                (true, Some(user), None, None, Some(channel)) if user != adapter.bot_user => {
-                    Some(Message {
-                        adapter: ADAPTER.into(),
-                        workspace: team,
-                        user: user.clone(),
-                        user_name: user,
-                        channel: channel.to_string(),
-                        thread: e.origin.thread_ts.map(|t| t.to_string()),
-                        id: e.origin.ts.to_string(),
-                        direct: true,
-                        text: adapter.normalize(
-                            e.content
-                                .as_ref()
-                                .and_then(|c| c.text.as_deref())
-                                .unwrap_or(""),
-                        ),
-                    })
-                }
-                _ => None,
-            }
-        }
-        _ => None,
-    };
+    let message = message_of(event, &adapter.bot_user, &adapter.name);
     if let Some(message) = message {
         // Queued, not awaited: the envelope is acked as soon as this returns.
         shared

@@ -82,6 +82,28 @@ impl Dispatcher {
         })
     }
 
+    /// The same dispatcher (packs, templates, upstream, settings) on another brain, with its
+    /// own outbox and auth kinds: a fuzz input starts from an empty brain without loading
+    /// the packs again.
+    pub fn with_brain(&self, brain: Brain) -> Dispatcher {
+        Dispatcher {
+            addressing: self.addressing.clone(),
+            packs: self.packs.clone(),
+            templates: self.templates.clone(),
+            brain: brain.clone(),
+            upstream: self.upstream.clone(),
+            auth: AuthContext {
+                brain,
+                outbox: Outbox::default(),
+                ..self.auth.clone()
+            },
+            kinds: Kinds::new(),
+            admins: self.admins.clone(),
+            permissions: self.permissions.clone(),
+            confirm_ttl_secs: self.confirm_ttl_secs,
+        }
+    }
+
     /// A command with `allow` groups, asked by someone in none of them: who can run it.
     fn refuse(&self, msg: &Message, pack: &Pack, command: &crate::pack::Command) -> Option<Reply> {
         if command.allow.is_empty() {
@@ -438,7 +460,9 @@ impl Dispatcher {
         })
     }
 
-    fn context(
+    /// What a pack's templates see: the arguments, `user`, `service`, and once the upstream
+    /// answered, `status`, `headers` and `body`.
+    pub fn context(
         &self,
         msg: &Message,
         pack: &Pack,
@@ -473,7 +497,7 @@ impl Dispatcher {
 
     /// Renders the request. A URL that would leave the service's origin is refused: an
     /// argument must never send the user's credential to another host.
-    fn build_call(&self, pack: &Pack, r: &Request, ctx: &Value) -> Result<Call, Reply> {
+    pub fn build_call(&self, pack: &Pack, r: &Request, ctx: &Value) -> Result<Call, Reply> {
         let render = |name: &str| {
             self.templates.render(name, ctx).map_err(|e| {
                 if let Some(why) = e

@@ -11,7 +11,7 @@ use super::args::{ArgSpec, Arity};
 use super::format::{AuthKind, Grant, PackFile, RequestDef, DEFAULT_REPLY};
 use super::model::{Command, Pack, Request, Service, BUILTIN_WORDS};
 use super::render::Templates;
-use crate::config::{check_base_url, line_col};
+use crate::config::{check_base_url, line_col, toml_message};
 
 /// A pack problem, located (line 0: the whole file).
 #[derive(Debug)]
@@ -39,12 +39,8 @@ pub fn load_one(file: &Path, text: &str, templates: &mut Templates) -> Result<Pa
         line: line_col(text, offset).0,
         message,
     };
-    let def: PackFile = toml::from_str(text).map_err(|e| {
-        at(
-            e.span().map_or(0, |s| s.start),
-            e.message().trim().to_string(),
-        )
-    })?;
+    let def: PackFile =
+        toml::from_str(text).map_err(|e| at(e.span().map_or(0, |s| s.start), toml_message(&e)))?;
     let s = &def.service;
     let name = s.name.get_ref().trim().to_string();
     if !is_word(&name) {
