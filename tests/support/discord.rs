@@ -743,6 +743,10 @@ impl DiscordState {
             i.current.as_ref().is_some_and(|c| c.ready)
         })
         .await;
+        assert!(
+            raw.kind != 3 || raw.message_id.is_some(),
+            "a click comes from a message (serenity drops a component interaction without one)"
+        );
         let mut i = self.lock();
         let a = &raw.actor;
         match a.guild_id {
