@@ -471,7 +471,7 @@ impl EventHandler for Handler {
         self.adapter.http.set_application_id(ready.application.id);
         tracing::info!(bot = %ready.user.name, id = %ready.user.id, "discord connected");
         // One replica registers the command: the one running shard 0 (which also gets DMs).
-        if ready.shard.is_none_or(|s| s.id.0 == 0) {
+        if ready.shard.map_or(true, |s| s.id.0 == 0) {
             if let Err(e) = self.register_command(&self.adapter.http).await {
                 tracing::warn!(error = %e, "could not register the Discord application command");
             }
