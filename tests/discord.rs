@@ -441,10 +441,42 @@ async fn a_key_through_a_modal_is_stored_used_and_never_posted() {
         .content
         .starts_with("Stored your jenkins key"));
 
+    // A key typed into `/deputy` in a server is refused (only bob saw his command: the answer
+    // is ephemeral) and not stored.
+    let bob = actor(BOB, CHANNEL, Some(GUILD));
+    let typed = fake
+        .state
+        .run_command(
+            &bob,
+            "deputy",
+            &[("command", &format!("jenkins setkey {BOB_KEY}"))],
+        )
+        .await;
+    let refused = answer_to(&fake, typed).await;
+    assert!(refused.ephemeral, "{refused:?}");
+    assert!(
+        refused
+            .content
+            .contains("keys are accepted only in a direct message"),
+        "{refused:?}"
+    );
+    let run = fake
+        .state
+        .run_command(&bob, "deputy", &[("command", "jenkins build deploy")])
+        .await;
+    assert!(!answer_to(&fake, run).await.content.starts_with("Started"));
+    assert!(jenkins
+        .seen()
+        .iter()
+        .all(|s| s.user.as_deref() != Some("bob")));
+
     // The key is in no message and no request body deputy sent, nor in its log.
     let secret = ALICE_KEY.split_once(':').unwrap().1;
     for body in fake.state.bodies() {
-        assert!(!body.contains(secret), "{body}");
+        assert!(
+            !body.contains(secret) && !body.contains("bobtoken"),
+            "{body}"
+        );
     }
     for posted in fake.state.posted() {
         assert!(!posted.content.contains(secret), "{posted:?}");

@@ -607,3 +607,48 @@ fn build_http(token: &str, proxy: Option<&str>) -> Http {
     }
     http.build()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_is_named_after_the_bot_where_discord_allows() {
+        assert_eq!(command_name("Deputy"), "deputy");
+        assert_eq!(command_name("ops-bot_2"), "ops-bot_2");
+        assert_eq!(command_name("my bot"), "deputy");
+        assert_eq!(command_name(&"x".repeat(33)), "deputy");
+    }
+
+    #[test]
+    fn buttons_fill_rows_of_five_up_to_twenty_five() {
+        let buttons: Vec<Button> = (0..27)
+            .map(|n| Button::new(format!("b{n}"), "x", ButtonStyle::Primary))
+            .collect();
+        let rows = serde_json::to_value(action_rows(&buttons)).unwrap();
+        let sizes: Vec<usize> = rows
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["components"].as_array().unwrap().len())
+            .collect();
+        assert_eq!(sizes, [5, 5, 5, 5, 5]);
+        let link =
+            serde_json::to_value(action_rows(&[Button::link("Sign in", "https://x.test/a")]))
+                .unwrap();
+        let b = &link[0]["components"][0];
+        assert_eq!(
+            (b["style"].as_u64(), b["url"].as_str()),
+            (Some(5), Some("https://x.test/a"))
+        );
+        assert!(b["custom_id"].is_null());
+        let danger = serde_json::to_value(action_rows(&[Button::new(
+            "dp1.x.yes",
+            "Confirm",
+            ButtonStyle::Danger,
+        )]))
+        .unwrap();
+        assert_eq!(danger[0]["components"][0]["style"], 4);
+        assert_eq!(danger[0]["components"][0]["custom_id"], "dp1.x.yes");
+    }
+}
