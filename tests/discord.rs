@@ -332,6 +332,17 @@ fn ops_packs(jenkins: &str) -> tempfile::TempDir {
     packs
 }
 
+/// A click on `message`'s button `custom_id` by `who`, as Discord's client would no longer
+/// offer it (the buttons are gone, or the message is someone else's): a replay or a forgery.
+fn click_on(who: &Actor, message: u64, custom_id: &str) -> RawInteraction {
+    RawInteraction {
+        actor: who.clone(),
+        kind: 3,
+        data: serde_json::json!({ "custom_id": custom_id, "component_type": 2 }),
+        message_id: Some(message),
+    }
+}
+
 /// The interaction's answer as a posted message (a type 4 response or a filled deferral).
 async fn answer_to(fake: &FakeDiscord, interaction: u64) -> support::discord::Posted {
     fake.state
@@ -529,12 +540,23 @@ async fn confirmations_accepted_declined_by_another_user_and_expired() {
         jenkins.seen().last().unwrap().user.as_deref(),
         Some("alice")
     );
-    // The same button again (a replay): refused, nothing runs twice.
-    let replay = fake
+    // The buttons are gone from the question; the same click again (a replay): refused,
+    // nothing runs twice.
+    assert!(fake
+        .state
+        .message(question.id)
+        .unwrap()
+        .buttons()
+        .is_empty());
+    assert!(fake
         .state
         .click(ALICE, "alice", question.id, &confirm)
         .await
-        .unwrap();
+        .is_err());
+    let replay = fake
+        .state
+        .push_interaction(click_on(&alice, question.id, &confirm))
+        .await;
     let refused = answer_to(&fake, replay).await;
     assert!(
         refused.content.contains("expired or was already used"),
@@ -556,12 +578,18 @@ async fn confirmations_accepted_declined_by_another_user_and_expired() {
         .await
         .content
         .starts_with("Cancelled"));
-    // Cancel used the offer up: Confirm does nothing now.
+    // Cancel took the buttons away and used the offer up: Confirm (replayed) does nothing.
+    assert!(fake
+        .state
+        .message(question.id)
+        .unwrap()
+        .buttons()
+        .is_empty());
+    let confirm = question.button("Confirm");
     let late = fake
         .state
-        .click(ALICE, "alice", question.id, &question.button("Confirm"))
-        .await
-        .unwrap();
+        .push_interaction(click_on(&alice, question.id, &confirm))
+        .await;
     assert!(answer_to(&fake, late)
         .await
         .content
@@ -580,12 +608,11 @@ async fn confirmations_accepted_declined_by_another_user_and_expired() {
         .is_err());
     let forged = fake
         .state
-        .push_interaction(RawInteraction {
-            actor: actor(BOB, CHANNEL, Some(GUILD)),
-            kind: 3,
-            data: serde_json::json!({ "custom_id": confirm, "component_type": 2 }),
-            message_id: Some(question.id),
-        })
+        .push_interaction(click_on(
+            &actor(BOB, CHANNEL, Some(GUILD)),
+            question.id,
+            &confirm,
+        ))
         .await;
     let refused = answer_to(&fake, forged).await;
     assert!(
@@ -594,11 +621,11 @@ async fn confirmations_accepted_declined_by_another_user_and_expired() {
     );
     assert_eq!(refused.ephemeral_to, Some(BOB));
     assert_eq!(builds(), 1);
+    // (The forged click took the buttons off too; alice's own click still counts.)
     let click = fake
         .state
-        .click(ALICE, "alice", question.id, &confirm)
-        .await
-        .unwrap();
+        .push_interaction(click_on(&alice, question.id, &confirm))
+        .await;
     assert!(answer_to(&fake, click)
         .await
         .content

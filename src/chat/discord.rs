@@ -11,7 +11,7 @@
 //! the user) and its first reply fills that in.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serenity::all::{
@@ -20,11 +20,14 @@ use serenity::all::{
     CreateCommand, CreateCommandOption, CreateInputText, CreateInteractionResponse,
     CreateInteractionResponseFollowup, CreateInteractionResponseMessage, CreateMessage,
     CreateModal, EditInteractionResponse, EventHandler, GatewayIntents, Http, HttpBuilder,
-    InputTextStyle, Interaction as Event, InteractionId, MessageId, Ready, ShardManager, User,
-    UserId,
+    InputTextStyle, Interaction as Event, InteractionId, MessageFlags, MessageId, Ready,
+    ShardManager, User, UserId,
 };
 
+use tokio::sync::watch;
+
 use super::{split::split, Adapter, Deleted, Message, Reply, Runner, Visibility};
+use crate::dispatch::offer::{self, Action};
 use crate::message::{Button, ButtonStyle, Interaction, SecretForm, Surfaces};
 use crate::secret::Secret;
 
@@ -120,8 +123,9 @@ struct Pending {
 /// The adapter half that sends: serenity's HTTP client.
 pub struct DiscordAdapter {
     http: Arc<Http>,
-    /// The bot's own user id, learnt from READY.
-    bot_id: OnceLock<UserId>,
+    /// The bot's own user id, learnt from READY. serenity runs each event's handler in its own
+    /// task, so a message may be handled before READY's handler has run: it waits for this.
+    bot_id: watch::Sender<Option<UserId>>,
     /// The name deputy answers to, so `<@id> …` can be rewritten to `@name …`.
     name: String,
     /// Interactions by the id of the [`Message`] standing for them.
@@ -144,8 +148,12 @@ impl DiscordAdapter {
 
     /// `<@123> jenkins …` / `<@!123> jenkins …` → `@deputy jenkins …`, so the dispatcher's
     /// addressing rules apply unchanged.
-    fn normalize(&self, text: &str) -> String {
-        if let Some(id) = self.bot_id.get() {
+    async fn normalize(&self, text: &str) -> String {
+        let mut ready = self.bot_id.subscribe();
+        let Ok(id) = ready.wait_for(Option::is_some).await.map(|id| *id) else {
+            return text.to_string();
+        };
+        if let Some(id) = id {
             for mention in [format!("<@{id}>"), format!("<@!{id}>")] {
                 if let Some(rest) = text.trim_start().strip_prefix(&mention) {
                     return format!("@{} {}", self.name, rest.trim_start());
@@ -204,6 +212,29 @@ impl DiscordAdapter {
                 }
             }
         });
+    }
+
+    /// Answers a click by editing the message it was on: the same text, no buttons. Replies
+    /// then go out as followups.
+    async fn retire_buttons(self: &Arc<Self>, pending: &Arc<Pending>, text: &str) {
+        let mut state = pending.state.lock().await;
+        let update = CreateInteractionResponse::UpdateMessage(
+            CreateInteractionResponseMessage::new()
+                .content(text)
+                .components(Vec::new()),
+        );
+        if let Err(e) = self
+            .http
+            .create_interaction_response(pending.id, &pending.token, &update, vec![])
+            .await
+        {
+            tracing::warn!(error = %e, "could not take the buttons off a Discord message");
+            // The response may still be free: the usual deferral then covers a slow reply.
+            drop(state);
+            self.defer_if_slow(pending.clone());
+            return;
+        }
+        *state = State::Answered;
     }
 
     /// Sends `reply` as the answer to an interaction: its response (a message, or the modal
@@ -466,7 +497,7 @@ impl Handler {
 #[serenity::async_trait]
 impl EventHandler for Handler {
     async fn ready(&self, _ctx: Context, ready: Ready) {
-        let _ = self.adapter.bot_id.set(ready.user.id);
+        self.adapter.bot_id.send_replace(Some(ready.user.id));
         // Followups and command registration name the application; READY tells it.
         self.adapter.http.set_application_id(ready.application.id);
         tracing::info!(bot = %ready.user.name, id = %ready.user.id, "discord connected");
@@ -493,7 +524,7 @@ impl EventHandler for Handler {
             id: msg.id.to_string(),
             thread: None,
             direct: msg.guild_id.is_none(),
-            text: self.adapter.normalize(&msg.content),
+            text: self.adapter.normalize(&msg.content).await,
         };
         self.runner
             .submit(message, self.adapter.clone() as Arc<dyn Adapter>);
@@ -519,7 +550,24 @@ impl EventHandler for Handler {
             }
             Event::Component(c) => {
                 let (key, pending) = self.adapter.remember(c.id, &c.token, Kind::Component);
-                self.adapter.defer_if_slow(pending);
+                let link = matches!(offer::parse_id(&c.data.custom_id), Some((_, Action::Link)));
+                // Only the user an ephemeral message or a DM is for can click it.
+                let theirs = c.guild_id.is_none()
+                    || c.message
+                        .flags
+                        .is_some_and(|f| f.contains(MessageFlags::EPHEMERAL));
+                if theirs && !link {
+                    // Confirm / Cancel: deputy's buttons work once, so take them off the
+                    // message at once; that is also the response Discord wants within 3 s,
+                    // and the replies follow it.
+                    self.adapter
+                        .retire_buttons(&pending, &c.message.content)
+                        .await;
+                } else {
+                    // A link click is answered with the key form's modal, which must be the
+                    // first response; on a public message anyone may click.
+                    self.adapter.defer_if_slow(pending);
+                }
                 let from = self.from(
                     key,
                     &c.user,
@@ -579,7 +627,7 @@ impl Discord {
     ) -> anyhow::Result<Discord> {
         let adapter = Arc::new(DiscordAdapter {
             http: Arc::new(build_http(token, proxy)),
-            bot_id: OnceLock::new(),
+            bot_id: watch::Sender::new(None),
             name: runner.dispatcher().addressing.name.clone(),
             pending: Mutex::new(HashMap::new()),
         });
