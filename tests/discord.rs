@@ -343,6 +343,10 @@ fn click_on(who: &Actor, message: u64, custom_id: &str) -> RawInteraction {
     }
 }
 
+fn buttons_gone(fake: &FakeDiscord, message: u64) -> bool {
+    fake.state.message(message).unwrap().buttons().is_empty()
+}
+
 /// The interaction's answer as a posted message (a type 4 response or a filled deferral).
 async fn answer_to(fake: &FakeDiscord, interaction: u64) -> support::discord::Posted {
     fake.state
@@ -542,12 +546,7 @@ async fn confirmations_accepted_declined_by_another_user_and_expired() {
     );
     // The buttons are gone from the question; the same click again (a replay): refused,
     // nothing runs twice.
-    assert!(fake
-        .state
-        .message(question.id)
-        .unwrap()
-        .buttons()
-        .is_empty());
+    assert!(buttons_gone(&fake, question.id));
     assert!(fake
         .state
         .click(ALICE, "alice", question.id, &confirm)
@@ -579,12 +578,7 @@ async fn confirmations_accepted_declined_by_another_user_and_expired() {
         .content
         .starts_with("Cancelled"));
     // Cancel took the buttons away and used the offer up: Confirm (replayed) does nothing.
-    assert!(fake
-        .state
-        .message(question.id)
-        .unwrap()
-        .buttons()
-        .is_empty());
+    assert!(buttons_gone(&fake, question.id));
     let confirm = question.button("Confirm");
     let late = fake
         .state
