@@ -1190,6 +1190,15 @@ fn error(status: StatusCode, code: u32, message: &str) -> Response {
         .into_response()
 }
 
+/// A refusal as Discord words it: HTTP status, Discord error code, message.
+struct Refused(StatusCode, u32, &'static str);
+
+impl Refused {
+    fn response(self) -> Response {
+        error(self.0, self.1, self.2)
+    }
+}
+
 fn ok(v: Value) -> Response {
     axum::Json(v).into_response()
 }
@@ -1391,8 +1400,9 @@ fn callback(s: &DiscordState, i: &mut Inner, id: u64, token: &str, body: &[u8]) 
         _ => Ok(()),
     };
     if let Err(refused) = checked {
-        i.refused_callbacks.push((id, 400, 50035));
-        return refused;
+        i.refused_callbacks
+            .push((id, refused.0.as_u16(), u64::from(refused.1)));
+        return refused.response();
     }
     let issued = i.issued.get_mut(&id).unwrap();
     issued.answered = Some(kind);
@@ -1445,8 +1455,8 @@ fn callback(s: &DiscordState, i: &mut Inner, id: u64, token: &str, body: &[u8]) 
 }
 
 /// A modal as Discord takes it: a title, a custom_id, one to five rows of one text input each.
-fn check_modal(data: &Value) -> Result<(), Response> {
-    let invalid = || error(StatusCode::BAD_REQUEST, 50035, "Invalid Form Body");
+fn check_modal(data: &Value) -> Result<(), Refused> {
+    let invalid = || Refused(StatusCode::BAD_REQUEST, 50035, "Invalid Form Body");
     let len_in = |v: &Value, range: std::ops::RangeInclusive<usize>| {
         v.as_str()
             .is_some_and(|t| range.contains(&t.chars().count()))
@@ -1511,7 +1521,7 @@ impl DiscordState {
 fn followup(s: &DiscordState, i: &mut Inner, interaction: u64, body: &[u8]) -> Response {
     let v = match message_body(body, true) {
         Ok(v) => v,
-        Err(refused) => return refused,
+        Err(refused) => return refused.response(),
     };
     let ephemeral = v["flags"].as_u64().unwrap_or(0) & EPHEMERAL != 0;
     ok(answer_message(s, i, interaction, &v, ephemeral))
@@ -1542,7 +1552,7 @@ fn answer_message(
 fn edit_original(s: &DiscordState, i: &mut Inner, interaction: u64, body: &[u8]) -> Response {
     let v = match message_body(body, false) {
         Ok(v) => v,
-        Err(refused) => return refused,
+        Err(refused) => return refused.response(),
     };
     let issued = &i.issued[&interaction];
     let target = match issued.answered {
@@ -1677,7 +1687,7 @@ fn post_message(s: &DiscordState, i: &mut Inner, channel: u64, body: &[u8]) -> R
     // serenity sends JSON unless there are attachments (multipart), which the fake lacks.
     let v = match message_body(body, true) {
         Ok(v) => v,
-        Err(refused) => return refused,
+        Err(refused) => return refused.response(),
     };
     // A channel message cannot be ephemeral: Discord drops the flag outside interactions.
     let reply_to = snowflake(&v["message_reference"]["message_id"]);
@@ -1694,9 +1704,9 @@ fn post_message(s: &DiscordState, i: &mut Inner, channel: u64, body: &[u8]) -> R
 
 /// Parses and checks a message body as Discord does: content within 2000 characters, not empty
 /// (unless it has components or embeds, or `allow_empty` for an edit), buttons well formed.
-fn message_body(body: &[u8], require_content: bool) -> Result<Value, Response> {
+fn message_body(body: &[u8], require_content: bool) -> Result<Value, Refused> {
     let Ok(v) = serde_json::from_slice::<Value>(body) else {
-        return Err(error(
+        return Err(Refused(
             StatusCode::BAD_REQUEST,
             50109,
             "The request body contains invalid JSON.",
@@ -1706,18 +1716,18 @@ fn message_body(body: &[u8], require_content: bool) -> Result<Value, Response> {
     Ok(v)
 }
 
-fn check_message_data(v: &Value, require_content: bool) -> Result<(), Response> {
+fn check_message_data(v: &Value, require_content: bool) -> Result<(), Refused> {
     let content = v["content"].as_str().unwrap_or("");
     let has_embeds = v["embeds"].as_array().is_some_and(|e| !e.is_empty());
     let has_components = v["components"].as_array().is_some_and(|c| !c.is_empty());
     if require_content && content.is_empty() && !has_embeds && !has_components {
-        return Err(error(
+        return Err(Refused(
             StatusCode::BAD_REQUEST,
             50006,
             "Cannot send an empty message",
         ));
     }
-    let invalid = || error(StatusCode::BAD_REQUEST, 50035, "Invalid Form Body");
+    let invalid = || Refused(StatusCode::BAD_REQUEST, 50035, "Invalid Form Body");
     if content.chars().count() > 2000 {
         return Err(invalid());
     }
