@@ -625,6 +625,37 @@ async fn confirmations_accepted_declined_by_another_user_and_expired() {
         .content
         .starts_with("Started prod as alice"));
     assert_eq!(builds(), 2);
+
+    // A mention in the server: a plain message there cannot be ephemeral, so the question
+    // comes by DM, and Confirm there runs it.
+    fake.state
+        .push_message(msg(
+            2,
+            CHANNEL,
+            Some(GUILD),
+            &format!("<@{BOT}> ops deploy stage"),
+        ))
+        .await;
+    let question = fake
+        .state
+        .wait_message("the question by DM", |p| {
+            p.channel_id == dm && p.content.contains("ops deploy stage")
+        })
+        .await;
+    assert!(!question.ephemeral);
+    let confirm = question.button("Confirm");
+    let click = fake
+        .state
+        .click(ALICE, "alice", question.id, &confirm)
+        .await
+        .unwrap();
+    let done = answer_to(&fake, click).await;
+    assert!(
+        done.content.starts_with("Started stage as alice"),
+        "{done:?}"
+    );
+    assert!(buttons_gone(&fake, question.id));
+    assert_eq!(builds(), 3);
     sigterm(&child);
     assert!(child.wait().await.unwrap().success());
 
@@ -649,7 +680,7 @@ async fn confirmations_accepted_declined_by_another_user_and_expired() {
         .unwrap();
     let expired = answer_to(&fake, click).await;
     assert!(expired.content.contains("expired"), "{expired:?}");
-    assert_eq!(builds(), 2);
+    assert_eq!(builds(), 3);
     sigterm(&child);
     assert!(child.wait().await.unwrap().success());
 }
