@@ -343,6 +343,21 @@ fn click_on(who: &Actor, message: u64, custom_id: &str) -> RawInteraction {
     }
 }
 
+/// Alice presses the button labelled `label` on `question`; the answer that follows.
+async fn press(
+    fake: &FakeDiscord,
+    question: &support::discord::Posted,
+    label: &str,
+) -> support::discord::Posted {
+    let custom_id = question.button(label);
+    let click = fake
+        .state
+        .click(ALICE, "alice", question.id, &custom_id)
+        .await
+        .unwrap();
+    answer_to(fake, click).await
+}
+
 fn buttons_gone(fake: &FakeDiscord, message: u64) -> bool {
     fake.state.message(message).unwrap().buttons().is_empty()
 }
@@ -529,12 +544,7 @@ async fn confirmations_accepted_declined_by_another_user_and_expired() {
     assert!(question.content.contains("ops deploy prod"), "{question:?}");
     assert_eq!(builds(), 0, "nothing runs before the click");
     let confirm = question.button("Confirm");
-    let click = fake
-        .state
-        .click(ALICE, "alice", question.id, &confirm)
-        .await
-        .unwrap();
-    let done = answer_to(&fake, click).await;
+    let done = press(&fake, &question, "Confirm").await;
     assert!(
         done.content.starts_with("Started prod as alice"),
         "{done:?}"
@@ -643,13 +653,7 @@ async fn confirmations_accepted_declined_by_another_user_and_expired() {
         })
         .await;
     assert!(!question.ephemeral);
-    let confirm = question.button("Confirm");
-    let click = fake
-        .state
-        .click(ALICE, "alice", question.id, &confirm)
-        .await
-        .unwrap();
-    let done = answer_to(&fake, click).await;
+    let done = press(&fake, &question, "Confirm").await;
     assert!(
         done.content.starts_with("Started stage as alice"),
         "{done:?}"
