@@ -343,6 +343,13 @@ fn click_on(who: &Actor, message: u64, custom_id: &str) -> RawInteraction {
     }
 }
 
+/// `/deputy command: <text>` by `who`; the interaction's id.
+async fn slash(fake: &FakeDiscord, who: &Actor, text: &str) -> u64 {
+    fake.state
+        .run_command(who, "deputy", &[("command", text)])
+        .await
+}
+
 /// Alice presses the button labelled `label` on `question`; the answer that follows.
 async fn press(
     fake: &FakeDiscord,
@@ -436,14 +443,12 @@ async fn a_key_through_a_modal_is_stored_used_and_never_posted() {
 
     // The key is used: a command through `/deputy` in the server reaches Jenkins as alice,
     // and the public result is a public answer.
-    let run = fake
-        .state
-        .run_command(
-            &actor(ALICE, CHANNEL, Some(GUILD)),
-            "deputy",
-            &[("command", "jenkins build deploy")],
-        )
-        .await;
+    let run = slash(
+        &fake,
+        &actor(ALICE, CHANNEL, Some(GUILD)),
+        "jenkins build deploy",
+    )
+    .await;
     let started = answer_to(&fake, run).await;
     assert!(
         started.content.starts_with("Started deploy as alice"),
@@ -455,16 +460,29 @@ async fn a_key_through_a_modal_is_stored_used_and_never_posted() {
         Some("alice")
     );
 
-    // `/deputy jenkins setkey` answers with the modal at once.
-    let again = fake
-        .state
-        .run_command(
-            &actor(ALICE, CHANNEL, Some(GUILD)),
-            "deputy",
-            &[("command", "jenkins setkey")],
-        )
-        .await;
-    assert_eq!(fake.state.wait_callback(again).await.kind, 9);
+    // `/deputy jenkins setkey` answers with the modal at once; a value that cannot be a key
+    // gets a clear private error and changes nothing; the next form takes the key.
+    let setkey = || async {
+        let id = slash(&fake, &actor(ALICE, CHANNEL, Some(GUILD)), "jenkins setkey").await;
+        assert_eq!(fake.state.wait_callback(id).await.kind, 9);
+    };
+    setkey().await;
+    let submit = fake.state.submit_modal(ALICE, &["no colon here"]).await;
+    let wrong = answer_to(&fake, submit).await;
+    assert!(wrong.ephemeral, "{wrong:?}");
+    assert!(wrong.content.contains("joined by a colon"), "{wrong:?}");
+    let run = slash(
+        &fake,
+        &actor(ALICE, CHANNEL, Some(GUILD)),
+        "jenkins build after-typo",
+    )
+    .await;
+    let kept = answer_to(&fake, run).await;
+    assert!(
+        kept.content.starts_with("Started after-typo as alice"),
+        "{kept:?}"
+    );
+    setkey().await;
     let submit = fake.state.submit_modal(ALICE, &[ALICE_KEY]).await;
     assert!(answer_to(&fake, submit)
         .await
@@ -474,14 +492,7 @@ async fn a_key_through_a_modal_is_stored_used_and_never_posted() {
     // A key typed into `/deputy` in a server is refused (only bob saw his command: the answer
     // is ephemeral) and not stored.
     let bob = actor(BOB, CHANNEL, Some(GUILD));
-    let typed = fake
-        .state
-        .run_command(
-            &bob,
-            "deputy",
-            &[("command", &format!("jenkins setkey {BOB_KEY}"))],
-        )
-        .await;
+    let typed = slash(&fake, &bob, &format!("jenkins setkey {BOB_KEY}")).await;
     let refused = answer_to(&fake, typed).await;
     assert!(refused.ephemeral, "{refused:?}");
     assert!(
@@ -490,10 +501,7 @@ async fn a_key_through_a_modal_is_stored_used_and_never_posted() {
             .contains("keys are accepted only in a direct message"),
         "{refused:?}"
     );
-    let run = fake
-        .state
-        .run_command(&bob, "deputy", &[("command", "jenkins build deploy")])
-        .await;
+    let run = slash(&fake, &bob, "jenkins build deploy").await;
     assert!(!answer_to(&fake, run).await.content.starts_with("Started"));
     assert!(jenkins
         .seen()
@@ -534,11 +542,10 @@ async fn confirmations_accepted_declined_by_another_user_and_expired() {
     fake.state.wait_posted(1).await;
     let builds = || jenkins.seen().iter().filter(|s| s.method == "POST").count();
     let alice = actor(ALICE, CHANNEL, Some(GUILD));
-    let deploy = [("command", "ops deploy prod")];
 
     // Accepted: the question is ephemeral, with Confirm and Cancel; the call goes out only
     // after the click, as alice.
-    let asked = fake.state.run_command(&alice, "deputy", &deploy).await;
+    let asked = slash(&fake, &alice, "ops deploy prod").await;
     let question = answer_to(&fake, asked).await;
     assert!(question.ephemeral, "{question:?}");
     assert!(question.content.contains("ops deploy prod"), "{question:?}");
@@ -575,7 +582,7 @@ async fn confirmations_accepted_declined_by_another_user_and_expired() {
     assert_eq!(builds(), 1);
 
     // Declined.
-    let asked = fake.state.run_command(&alice, "deputy", &deploy).await;
+    let asked = slash(&fake, &alice, "ops deploy prod").await;
     let question = answer_to(&fake, asked).await;
     let cancel = question.button("Cancel");
     let click = fake
@@ -602,7 +609,7 @@ async fn confirmations_accepted_declined_by_another_user_and_expired() {
 
     // Another user: Discord shows an ephemeral message only to alice, so bob's click can only
     // be forged; deputy refuses it and alice's question still stands.
-    let asked = fake.state.run_command(&alice, "deputy", &deploy).await;
+    let asked = slash(&fake, &alice, "ops deploy prod").await;
     let question = answer_to(&fake, asked).await;
     let confirm = question.button("Confirm");
     assert!(fake
@@ -674,7 +681,7 @@ async fn confirmations_accepted_declined_by_another_user_and_expired() {
     let mut child = deputy.spawn(&["run"]);
     fake.state.wait_identified(1).await;
     fake.state.wait_commands().await;
-    let asked = fake.state.run_command(&alice, "deputy", &deploy).await;
+    let asked = slash(&fake, &alice, "ops deploy prod").await;
     let question = answer_to(&fake, asked).await;
     assert!(question.content.contains("within 0 s"), "{question:?}");
     let click = fake
@@ -701,10 +708,7 @@ async fn forged_stale_and_unknown_interactions_are_refused_and_store_nothing() {
     let bob = actor(BOB, CHANNEL, Some(GUILD));
 
     // Alice's form is open; bob submits a key under its custom_id: refused, nothing stored.
-    let opened = fake
-        .state
-        .run_command(&alice, "deputy", &[("command", "jenkins setkey")])
-        .await;
+    let opened = slash(&fake, &alice, "jenkins setkey").await;
     assert_eq!(fake.state.wait_callback(opened).await.kind, 9);
     let form = fake.state.wait_modal(ALICE).await;
     let submit = |who: Actor, custom_id: String, value: &str| RawInteraction {
@@ -725,10 +729,7 @@ async fn forged_stale_and_unknown_interactions_are_refused_and_store_nothing() {
         "{refused:?}"
     );
     assert!(refused.ephemeral);
-    let whoami = fake
-        .state
-        .run_command(&bob, "deputy", &[("command", "jenkins build x")])
-        .await;
+    let whoami = slash(&fake, &bob, "jenkins build x").await;
     let answer = answer_to(&fake, whoami).await;
     assert!(!answer.content.starts_with("Started"), "{answer:?}");
     assert!(
@@ -751,10 +752,7 @@ async fn forged_stale_and_unknown_interactions_are_refused_and_store_nothing() {
         refused.content.contains("expired or was already used"),
         "{refused:?}"
     );
-    let run = fake
-        .state
-        .run_command(&alice, "deputy", &[("command", "jenkins build deploy")])
-        .await;
+    let run = slash(&fake, &alice, "jenkins build deploy").await;
     let started = answer_to(&fake, run).await;
     assert!(started.content.starts_with("Started deploy as alice"));
     assert_eq!(
@@ -799,10 +797,7 @@ async fn forged_stale_and_unknown_interactions_are_refused_and_store_nothing() {
         .await
         .content
         .contains("I don't know that button or form"));
-    let run = fake
-        .state
-        .run_command(&alice, "deputy", &[("command", "jenkins build again")])
-        .await;
+    let run = slash(&fake, &alice, "jenkins build again").await;
     assert!(answer_to(&fake, run)
         .await
         .content
@@ -835,14 +830,12 @@ async fn a_slow_command_is_deferred_then_answered() {
     // Jenkins holds the answer: deputy defers within Discord's 3 s (the fake refuses later
     // answers), ephemerally, then fills it in and posts the public result below it.
     let started = jenkins.state.slow_started.notified();
-    let id = fake
-        .state
-        .run_command(
-            &actor(ALICE, CHANNEL, Some(GUILD)),
-            "deputy",
-            &[("command", "jenkins last slow")],
-        )
-        .await;
+    let id = slash(
+        &fake,
+        &actor(ALICE, CHANNEL, Some(GUILD)),
+        "jenkins last slow",
+    )
+    .await;
     started.await;
     let deferred = fake.state.wait_callback(id).await;
     assert_eq!(deferred.kind, 5, "{deferred:?}");
