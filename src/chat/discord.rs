@@ -255,9 +255,9 @@ impl DiscordAdapter {
                         return Ok(());
                     }
                     Err(e) => {
-                        // The form's text says what to do instead.
+                        // A refused modal leaves the response unused: the form's text, which
+                        // says what to do instead, takes it below.
                         tracing::warn!(error = %e, "could not open a Discord modal");
-                        *state = State::Answered;
                     }
                 }
             }
