@@ -7,8 +7,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serenity::all::{
-    ChannelId, ClientBuilder, Context, EventHandler, GatewayIntents, HttpBuilder, Message,
-    MessageId, Ready, UserId,
+    ActionRowComponent, ButtonStyle, ChannelId, ClientBuilder, Command, CommandDataOptionValue,
+    CommandOptionType, Context, CreateActionRow, CreateButton, CreateCommand, CreateCommandOption,
+    CreateInputText, CreateInteractionResponse, CreateInteractionResponseFollowup,
+    CreateInteractionResponseMessage, CreateMessage, CreateModal, EditInteractionResponse,
+    EventHandler, GatewayIntents, HttpBuilder, InputTextStyle, Interaction, InteractionId, Message,
+    MessageFlags, MessageId, Ready, UserId,
 };
 use serenity::model::channel::Channel;
 use support::discord::*;
@@ -24,6 +28,7 @@ const GENERAL: u64 = 600;
 enum Seen {
     Ready { id: u64, name: String },
     Message(Box<Message>),
+    Interaction(Box<Interaction>),
 }
 
 /// Reports every event and answers users' messages: in a guild with `say`, in a DM with a
@@ -49,6 +54,10 @@ impl EventHandler for Handler {
             }
         }
         let _ = self.0.send(Seen::Message(Box::new(msg)));
+    }
+
+    async fn interaction_create(&self, _: Context, interaction: Interaction) {
+        let _ = self.0.send(Seen::Interaction(Box::new(interaction)));
     }
 }
 
@@ -76,6 +85,15 @@ async fn next(rx: &mut mpsc::UnboundedReceiver<Seen>) -> Seen {
         .await
         .expect("no event from serenity within 15 s")
         .unwrap()
+}
+
+/// The next interaction (messages in between are skipped).
+async fn next_interaction(rx: &mut mpsc::UnboundedReceiver<Seen>) -> Interaction {
+    loop {
+        if let Seen::Interaction(i) = next(rx).await {
+            return *i;
+        }
+    }
 }
 
 /// The next message event from a non-bot (the bot's own echoes are skipped).
@@ -321,4 +339,291 @@ async fn a_wrong_token_fails_start() {
     assert_eq!(fake.state.identify_count(), 0);
     let me = client.http.get_current_user().await.unwrap_err();
     assert_eq!(discord_code(me), (401, 0));
+}
+
+fn alice_in(channel_id: u64, guild_id: Option<u64>) -> Actor {
+    Actor {
+        user_id: ALICE,
+        name: "alice".into(),
+        channel_id,
+        guild_id,
+    }
+}
+
+/// Application commands, modals, buttons, ephemeral answers, deferrals, followups and edits,
+/// as serenity sends and parses them; and what Discord refuses (a second answer, a late one,
+/// an unknown interaction, a malformed modal, a click on someone else's ephemeral message).
+#[tokio::test]
+async fn serenity_answers_commands_modals_and_buttons() {
+    let fake = FakeDiscord::start(BOT_ID).await;
+    let s = fake.state.clone();
+    s.require_token(&format!("Bot {TOKEN}"));
+    let intents = GatewayIntents::GUILD_MESSAGES | GatewayIntents::DIRECT_MESSAGES;
+    let (http, mut rx) = connect(&fake, intents).await;
+    assert!(matches!(next(&mut rx).await, Seen::Ready { .. }));
+
+    // Registration: a bulk overwrite of the global commands (the application id came with
+    // READY). A command without a description is refused, as by Discord.
+    let deputy = CreateCommand::new("deputy")
+        .description("Run a deputy command")
+        .add_option(
+            CreateCommandOption::new(CommandOptionType::String, "command", "what to run")
+                .required(true),
+        );
+    let made = Command::set_global_commands(&http, vec![deputy])
+        .await
+        .unwrap();
+    assert_eq!((made.len(), made[0].name.as_str()), (1, "deputy"));
+    assert_eq!(made[0].options[0].kind, CommandOptionType::String);
+    assert!(made[0].options[0].required);
+    let bad = Command::set_global_commands(&http, vec![CreateCommand::new("Bad Name")]).await;
+    assert_eq!(discord_code(bad.unwrap_err()), (400, 50035));
+    assert_eq!(s.commands().len(), 1);
+    assert_eq!(http.get_global_commands().await.unwrap()[0].id, made[0].id);
+
+    // The command in a guild: a member, the option's value; answered with a modal.
+    let id = s
+        .run_command(
+            &alice_in(GENERAL, Some(GUILD)),
+            "deputy",
+            &[("command", "jenkins setkey")],
+        )
+        .await;
+    let Interaction::Command(command) = next_interaction(&mut rx).await else {
+        panic!("expected a command interaction");
+    };
+    assert_eq!(command.id.get(), id);
+    assert_eq!(command.data.name, "deputy");
+    assert_eq!(command.data.id, made[0].id);
+    assert_eq!(
+        command.data.options[0].value,
+        CommandDataOptionValue::String("jenkins setkey".into())
+    );
+    assert_eq!(
+        (command.user.id.get(), command.user.name.as_str()),
+        (ALICE, "alice")
+    );
+    assert_eq!(command.guild_id.map(|g| g.get()), Some(GUILD));
+    assert_eq!(command.member.as_ref().unwrap().guild_id.get(), GUILD);
+    assert_eq!(command.channel_id.get(), GENERAL);
+    let too_long_title =
+        CreateModal::new("form:1", "t".repeat(46)).components(vec![CreateActionRow::InputText(
+            CreateInputText::new(InputTextStyle::Short, "Key", "key"),
+        )]);
+    let refused = command
+        .create_response(&http, CreateInteractionResponse::Modal(too_long_title))
+        .await;
+    assert_eq!(discord_code(refused.unwrap_err()), (400, 50035));
+    let modal =
+        CreateModal::new("form:1", "Link jenkins").components(vec![CreateActionRow::InputText(
+            CreateInputText::new(InputTextStyle::Short, "API key", "key").placeholder("user:token"),
+        )]);
+    command
+        .create_response(&http, CreateInteractionResponse::Modal(modal))
+        .await
+        .unwrap();
+    let answered = s.wait_callback(id).await;
+    assert_eq!(answered.kind, 9);
+    let open = s.wait_modal(ALICE).await;
+    assert_eq!(open.custom_id, "form:1");
+    assert_eq!(open.inputs, [("key".to_string(), 1, "API key".to_string())]);
+    // One answer per interaction.
+    let again = command
+        .create_response(
+            &http,
+            CreateInteractionResponse::Message(
+                CreateInteractionResponseMessage::new().content("x"),
+            ),
+        )
+        .await;
+    assert_eq!(discord_code(again.unwrap_err()), (400, 40060));
+
+    // The submission carries the modal's custom_id and the input's value; answered with an
+    // ephemeral message with buttons, seen only by alice and never echoed on the gateway.
+    let id = s.submit_modal(ALICE, &["alice:s3cret"]).await;
+    assert!(s.open_modal(ALICE).is_none(), "a submitted modal closes");
+    let Interaction::Modal(submit) = next_interaction(&mut rx).await else {
+        panic!("expected a modal submission");
+    };
+    assert_eq!(
+        (submit.id.get(), submit.data.custom_id.as_str()),
+        (id, "form:1")
+    );
+    assert_eq!(submit.user.id.get(), ALICE);
+    assert!(
+        submit.message.is_none(),
+        "opened from a command, not a message"
+    );
+    let ActionRowComponent::InputText(input) = &submit.data.components[0].components[0] else {
+        panic!("expected a text input");
+    };
+    assert_eq!(
+        (input.custom_id.as_str(), input.value.as_deref()),
+        ("key", Some("alice:s3cret"))
+    );
+    let buttons = CreateActionRow::Buttons(vec![
+        CreateButton::new("confirm:1")
+            .label("Confirm")
+            .style(ButtonStyle::Danger),
+        CreateButton::new("cancel:1")
+            .label("Cancel")
+            .style(ButtonStyle::Secondary),
+    ]);
+    let answer = CreateInteractionResponseMessage::new()
+        .content("Stored. Run it now?")
+        .ephemeral(true)
+        .components(vec![buttons]);
+    submit
+        .create_response(&http, CreateInteractionResponse::Message(answer))
+        .await
+        .unwrap();
+    let answered = s.wait_callback(id).await;
+    assert!(
+        (answered.kind, answered.ephemeral()) == (4, true),
+        "{answered:?}"
+    );
+    let shown = s
+        .wait_message("the ephemeral answer", |p| p.interaction == Some(id))
+        .await;
+    assert_eq!(
+        (shown.ephemeral_to, shown.channel_id),
+        (Some(ALICE), GENERAL)
+    );
+    assert_eq!(shown.button("Confirm"), "confirm:1");
+    assert_eq!(shown.buttons()[1].style, 2);
+    let bob = 43;
+    let denied = s.click(bob, "bob", shown.id, "confirm:1").await;
+    assert!(denied.unwrap_err().contains("ephemeral"));
+    assert!(s.click(ALICE, "alice", shown.id, "nope").await.is_err());
+
+    // The click: custom_id, the message it is on (ephemeral), answered by editing that message.
+    let id = s
+        .click(ALICE, "alice", shown.id, "confirm:1")
+        .await
+        .unwrap();
+    let Interaction::Component(click) = next_interaction(&mut rx).await else {
+        panic!("expected a component interaction");
+    };
+    assert_eq!(
+        (click.id.get(), click.data.custom_id.as_str()),
+        (id, "confirm:1")
+    );
+    assert_eq!(click.message.id.get(), shown.id);
+    assert!(click
+        .message
+        .flags
+        .unwrap()
+        .contains(MessageFlags::EPHEMERAL));
+    assert_eq!(click.user.id.get(), ALICE);
+    click
+        .create_response(
+            &http,
+            CreateInteractionResponse::UpdateMessage(
+                CreateInteractionResponseMessage::new()
+                    .content("Confirmed.")
+                    .components(vec![]),
+            ),
+        )
+        .await
+        .unwrap();
+    s.wait_callback(id).await;
+    let edited = s.message(shown.id).unwrap();
+    assert_eq!(edited.content, "Confirmed.");
+    assert!(edited.buttons().is_empty());
+
+    // A deferral, then the original filled in (ephemeral from the deferral), then followups.
+    let dm = s.dm_channel_of(ALICE);
+    let id = s
+        .run_command(&alice_in(dm, None), "deputy", &[("command", "whoami")])
+        .await;
+    let Interaction::Command(command) = next_interaction(&mut rx).await else {
+        panic!("expected a command interaction");
+    };
+    assert!(command.guild_id.is_none() && command.member.is_none());
+    assert_eq!(command.user.id.get(), ALICE);
+    command.defer_ephemeral(&http).await.unwrap();
+    let original = command
+        .edit_response(
+            &http,
+            EditInteractionResponse::new().content("You are alice."),
+        )
+        .await
+        .unwrap();
+    let first = s.message(original.id.get()).unwrap();
+    assert_eq!(
+        (first.content.as_str(), first.ephemeral),
+        ("You are alice.", true)
+    );
+    assert_eq!(first.interaction, Some(id));
+    let more = command
+        .create_followup(
+            &http,
+            CreateInteractionResponseFollowup::new()
+                .content("and more")
+                .ephemeral(true),
+        )
+        .await
+        .unwrap();
+    assert!(more.flags.unwrap().contains(MessageFlags::EPHEMERAL));
+    let public = command
+        .create_followup(
+            &http,
+            CreateInteractionResponseFollowup::new().content("for all"),
+        )
+        .await
+        .unwrap();
+    assert!(!s.message(public.id.get()).unwrap().ephemeral);
+    // A public followup comes back over the gateway; an ephemeral one does not.
+    loop {
+        if let Seen::Message(m) = next(&mut rx).await {
+            assert_ne!(m.content, "and more");
+            if m.content == "for all" {
+                break;
+            }
+        }
+    }
+
+    // A public message with a button: anyone in the channel may click it; the member's user
+    // becomes the interaction's user.
+    let sent = ChannelId::new(GENERAL)
+        .send_message(
+            &http,
+            CreateMessage::new()
+                .content("Deploy prod?")
+                .components(vec![CreateActionRow::Buttons(vec![CreateButton::new(
+                    "confirm:2",
+                )
+                .label("Confirm")])]),
+        )
+        .await
+        .unwrap();
+    let id = s
+        .click(bob, "bob", sent.id.get(), "confirm:2")
+        .await
+        .unwrap();
+    let Interaction::Component(click) = next_interaction(&mut rx).await else {
+        panic!("expected a component interaction");
+    };
+    assert_eq!(
+        (click.user.id.get(), click.guild_id.map(|g| g.get())),
+        (bob, Some(GUILD))
+    );
+    assert_eq!(click.message.content, "Deploy prod?");
+
+    // Too late, and an interaction Discord never sent: both 10062.
+    s.set_response_deadline(Some(Duration::ZERO));
+    let late = click
+        .create_response(&http, CreateInteractionResponse::Acknowledge)
+        .await;
+    assert_eq!(discord_code(late.unwrap_err()), (404, 10062));
+    let unknown = http
+        .create_interaction_response(
+            InteractionId::new(id + 1000),
+            "forged",
+            &CreateInteractionResponse::Acknowledge,
+            vec![],
+        )
+        .await;
+    assert_eq!(discord_code(unknown.unwrap_err()), (404, 10062));
+    assert_eq!(s.refused_callbacks().len(), 4);
 }
