@@ -228,13 +228,7 @@ async fn no_secret_of_any_flow_reaches_output_logs_or_files() {
         .text()
         .await
         .unwrap();
-    let code: String = page
-        .split("Your code is ")
-        .nth(1)
-        .expect("a magic code")
-        .chars()
-        .take(6)
-        .collect();
+    let code = magic_code(&page);
     magic_codes.push(code.clone());
     s.expect("[alice] One more step").await;
     s.send("/user bob").await;

@@ -178,13 +178,7 @@ async fn browser_flow_with_pkce_and_a_magic_code_typed_by_the_right_user() {
         .unwrap();
     assert_eq!(page.url().port(), Some(port));
     let page = page.text().await.unwrap();
-    let code: String = page
-        .split("Your code is ")
-        .nth(1)
-        .expect("a magic code")
-        .chars()
-        .take(6)
-        .collect();
+    let code = magic_code(&page);
     assert!(live.line().await.starts_with("One more step"));
     // Replaying the callback does not issue another code.
     assert!(live.ask("gh whoami").await.contains("Run `gh setupauth`"));

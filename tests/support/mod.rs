@@ -692,3 +692,13 @@ impl RedisServer {
         }
     }
 }
+
+/// The magic code the browser flow's last page shows ("Your code is 123456").
+pub fn magic_code(page: &str) -> String {
+    page.split("Your code is ")
+        .nth(1)
+        .expect("a magic code")
+        .chars()
+        .take(6)
+        .collect()
+}
