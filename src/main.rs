@@ -11,6 +11,9 @@ use deputy::app::{self, exit, SecretSource, StartError};
 use deputy::chat::shell::{self, ShellOptions};
 use deputy::chat::Runner;
 
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// `deputy --version`: the crate's version and the git revision it was built from.
 const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("DEPUTY_GIT_REV"), ")");
 

@@ -285,7 +285,6 @@ impl Upstream {
         service: Target<'_>,
         call: &Call,
         auth: Auth<'_>,
-        timeout: Duration,
     ) -> Result<reqwest::RequestBuilder, CallError> {
         let accept = match call.response {
             ResponseKind::Form => "application/x-www-form-urlencoded",
@@ -314,7 +313,9 @@ impl Upstream {
         } else {
             self.client.request(call.method.clone(), call.url.clone())
         };
-        let mut req = req.timeout(timeout).header(reqwest::header::ACCEPT, accept);
+        // No reqwest timeout: `send_inner` bounds the whole attempt, body included, with one
+        // deadline, and a second timer per request would only cost.
+        let mut req = req.header(reqwest::header::ACCEPT, accept);
         for (k, v) in &call.headers {
             req = req.header(k.as_str(), v.as_str());
         }
@@ -365,7 +366,7 @@ impl Upstream {
         let repeatable = faults::repeatable(&call.method);
         let mut done = 0;
         loop {
-            let attempt = self.attempt(service, &call, auth.clone(), deadline, secs);
+            let attempt = self.attempt(service, &call, auth.clone(), secs);
             let result = tokio::time::timeout_at(deadline, attempt)
                 .await
                 .unwrap_or_else(|_| {
@@ -396,11 +397,9 @@ impl Upstream {
         service: Target<'_>,
         call: &Call,
         auth: Auth<'_>,
-        deadline: tokio::time::Instant,
         secs: u64,
     ) -> Result<Response, CallError> {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let req = self.builder(service, call, auth, left)?;
+        let req = self.builder(service, call, auth)?;
         let resp = req
             .send()
             .await

@@ -135,13 +135,20 @@ impl KeyPath {
     }
 
     pub fn of(kind: &str, parts: &[&str]) -> KeyPath {
-        let mut s = kind.to_string();
+        let mut s =
+            String::with_capacity(kind.len() + parts.iter().map(|p| p.len() + 4).sum::<usize>());
+        s.push_str(kind);
         for p in parts {
             s.push('/');
-            s.extend(percent_encoding::utf8_percent_encode(
-                p,
-                percent_encoding::NON_ALPHANUMERIC,
-            ));
+            // Every lookup builds a path: an id that needs no escaping is copied as it is.
+            if p.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                s.push_str(p);
+            } else {
+                s.extend(percent_encoding::utf8_percent_encode(
+                    p,
+                    percent_encoding::NON_ALPHANUMERIC,
+                ));
+            }
         }
         KeyPath(s)
     }

@@ -83,7 +83,10 @@ impl GroupCommitStore<sled::Db> {
         // A damaged file must give an error, not a panic message: silence the hook meanwhile.
         let hook = std::panic::take_hook();
         std::panic::set_hook(Box::new(|_| {}));
-        let opened = std::panic::catch_unwind(|| sled::Config::new().path(path).open());
+        // No flusher thread: the writer flushes every acknowledged write itself, so sled's
+        // 500 ms background flush would only be one more thread waking for nothing.
+        let opened =
+            std::panic::catch_unwind(|| sled::Config::new().path(path).flush_every_ms(None).open());
         std::panic::set_hook(hook);
         let db = match opened {
             Ok(Ok(db)) => db,

@@ -412,7 +412,8 @@ impl Dispatcher {
                 Err(r) => return Ok(vec![r]),
             };
         }
-        let ctx = self.context(msg, pack, &args, None);
+        let base = self.context_of(msg, pack, &args);
+        let ctx = Value::from(base.clone());
         let mut retried = false;
         let response = loop {
             let call = match self.build_call(pack, request, &ctx) {
@@ -447,7 +448,7 @@ impl Dispatcher {
                 Err(e) => return reply(e.explain(&service.name)),
             }
         };
-        let ctx = self.context(msg, pack, &args, Some(&response));
+        let ctx = with_response(base, Some(&response));
         let text = self
             .templates
             .render(&request.reply, &ctx)
@@ -469,7 +470,13 @@ impl Dispatcher {
         args: &Args,
         response: Option<&crate::upstream::Response>,
     ) -> Value {
-        let mut map: std::collections::BTreeMap<String, Value> = args.clone();
+        with_response(self.context_of(msg, pack, args), response)
+    }
+
+    /// The part of [`Dispatcher::context`] known before the call, kept by [`Dispatcher::run`]
+    /// for the reply's context instead of being built twice.
+    fn context_of(&self, msg: &Message, pack: &Pack, args: &Args) -> Ctx {
+        let mut map: Ctx = args.clone();
         map.insert(
             "user".into(),
             minijinja::context! {
@@ -487,12 +494,7 @@ impl Dispatcher {
                 base_url => pack.service.base_url.as_str().trim_end_matches('/').to_string(),
             },
         );
-        if let Some(r) = response {
-            map.insert("status".into(), Value::from(r.status));
-            map.insert("headers".into(), Value::from_serialize(&r.headers));
-            map.insert("body".into(), Value::from_serialize(&r.body));
-        }
-        Value::from(map)
+        map
     }
 
     /// Renders the request. A URL that would leave the service's origin is refused: an
@@ -530,7 +532,7 @@ impl Dispatcher {
             ))
         };
         let url = reqwest::Url::parse(&url).map_err(|_| refused())?;
-        if url.origin() != base.origin() || !url.username().is_empty() || url.password().is_some() {
+        if !same_origin(&url, base) || !url.username().is_empty() || url.password().is_some() {
             return Err(refused());
         }
         let mut headers = Vec::new();
@@ -782,6 +784,30 @@ impl Dispatcher {
 const UNKNOWN_INTERACTION: &str = "I don't know that button or form, so I did nothing with it.";
 
 /// The key form could not be opened: the way without it, only to the user.
+/// A template context under construction: names to values.
+type Ctx = std::collections::BTreeMap<String, Value>;
+
+/// The context with `status`, `headers` and `body` once the upstream answered.
+fn with_response(mut map: Ctx, response: Option<&crate::upstream::Response>) -> Value {
+    if let Some(r) = response {
+        map.insert("status".into(), Value::from(r.status));
+        map.insert("headers".into(), Value::from_serialize(&r.headers));
+        map.insert("body".into(), Value::from_serialize(&r.body));
+    }
+    Value::from(map)
+}
+
+/// `a.origin() == b.origin()` without building both origins (two host copies per call).
+/// Only http(s) URLs have tuple origins; anything else falls back to the full comparison.
+fn same_origin(a: &reqwest::Url, b: &reqwest::Url) -> bool {
+    if !matches!(b.scheme(), "http" | "https") {
+        return a.origin() == b.origin();
+    }
+    a.scheme() == b.scheme()
+        && a.host() == b.host()
+        && a.port_or_known_default() == b.port_or_known_default()
+}
+
 fn no_form(pack: &Pack) -> Reply {
     let s = &pack.service;
     Reply::private(format!(
@@ -827,6 +853,39 @@ fn short(word: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn same_origin_agrees_with_url_origins() {
+        let urls = [
+            "http://a.example/x",
+            "http://a.example:80/y",
+            "http://a.example:8080/x",
+            "https://a.example/x",
+            "https://a.example:443/z",
+            "http://b.example/x",
+            "http://A.EXAMPLE/x",
+            "http://127.0.0.1/x",
+            "http://[::1]/x",
+            "http://127.1/x",
+            "ftp://a.example/x",
+            "file:///tmp/x",
+            "data:text/plain,x",
+            "http://user@a.example/x",
+        ];
+        for a in urls {
+            for b in urls {
+                let (ua, ub) = (
+                    reqwest::Url::parse(a).unwrap(),
+                    reqwest::Url::parse(b).unwrap(),
+                );
+                assert_eq!(
+                    same_origin(&ua, &ub),
+                    ua.origin() == ub.origin(),
+                    "{a} vs {b}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn closest_finds_typos_only() {

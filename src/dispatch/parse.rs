@@ -94,6 +94,20 @@ pub fn normalize_builtin(words: &[String]) -> Option<(String, usize)> {
 
 /// Whether `words`, lowercased and joined (without `-` and `_` when `loose`), are `target`.
 fn spells(words: &[String], target: &str, loose: bool) -> bool {
+    // Nearly every message is ASCII: compare bytes, without the char iterators below.
+    if words.iter().all(|w| w.is_ascii()) {
+        let mut want = target.bytes();
+        let got = words
+            .iter()
+            .flat_map(|w| w.bytes())
+            .filter(|b| !(loose && matches!(b, b'-' | b'_')));
+        for b in got {
+            if want.next() != Some(b.to_ascii_lowercase()) {
+                return false;
+            }
+        }
+        return want.next().is_none();
+    }
     let mut want = target.chars();
     let mut got = words
         .iter()
