@@ -12,6 +12,10 @@ use deputy::brain::seal::Sealer;
 use deputy::brain::{Brain, KeyPath, Owner};
 use secrecy::SecretString;
 
+// The allocator the deputy binary ships with, so these figures are the binary's.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// On the disk `target/` is on: /tmp may be a tmpfs whose fsync costs nothing.
 fn scratch() -> tempfile::TempDir {
     tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap()

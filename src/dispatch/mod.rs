@@ -334,6 +334,18 @@ impl Dispatcher {
 
     /// The pack whose service name or prefix is `word`.
     pub fn find(&self, word: &str) -> Option<&Pack> {
+        // Names and prefixes are lowercase ASCII (the pack loader checks), so an ASCII word
+        // is compared in place; only other text is lowercased first (`K`, the Kelvin sign,
+        // lowercases to an ASCII `k`).
+        if word.is_ascii() {
+            return self.packs.iter().find(|p| {
+                p.service.name.eq_ignore_ascii_case(word)
+                    || p.service
+                        .prefixes
+                        .iter()
+                        .any(|x| x.eq_ignore_ascii_case(word))
+            });
+        }
         let word = word.to_lowercase();
         self.packs
             .iter()
