@@ -831,12 +831,20 @@ fn no_form(pack: &Pack) -> Reply {
 
 /// A typed answer to a confirmation: `yes` or `no` (and their usual short forms).
 fn typed_answer(text: &str) -> Option<Action> {
-    match text
-        .trim()
-        .trim_end_matches(['.', '!'])
-        .to_lowercase()
-        .as_str()
-    {
+    let word = text.trim().trim_end_matches(['.', '!']);
+    // Every message is checked: ASCII (nearly all) is compared in place, without a
+    // lowercased copy of the whole text.
+    if word.is_ascii() {
+        let is = |w: &str| word.eq_ignore_ascii_case(w);
+        return if is("yes") || is("confirm") {
+            Some(Action::Yes)
+        } else if is("no") || is("cancel") {
+            Some(Action::No)
+        } else {
+            None
+        };
+    }
+    match word.to_lowercase().as_str() {
         "yes" | "confirm" => Some(Action::Yes),
         "no" | "cancel" => Some(Action::No),
         _ => None,
@@ -917,6 +925,52 @@ mod tests {
         }
         for other in ["yes please", "y", "nope", "jenkins build", ""] {
             assert_eq!(typed_answer(other), None, "{other}");
+        }
+    }
+
+    /// The in-place comparison answers as lowercasing the whole text did.
+    #[test]
+    fn typed_answer_agrees_with_lowercasing() {
+        let old = |text: &str| match text
+            .trim()
+            .trim_end_matches(['.', '!'])
+            .to_lowercase()
+            .as_str()
+        {
+            "yes" | "confirm" => Some(Action::Yes),
+            "no" | "cancel" => Some(Action::No),
+            _ => None,
+        };
+        let words = [
+            "yes",
+            "YeS",
+            "confirm",
+            "CONFIRM",
+            "no",
+            "nO",
+            "cancel",
+            "Cancel",
+            "y",
+            "nope",
+            "yes please",
+            "",
+            " ",
+            "!",
+            "İ",
+            "\u{212a}",
+            "yes\u{301}",
+            "ＹＥＳ",
+            "nö",
+        ];
+        for w in words {
+            for text in [
+                w.to_string(),
+                format!(" {w}. "),
+                format!("{w}!"),
+                format!("{w}!!."),
+            ] {
+                assert_eq!(typed_answer(&text), old(&text), "{text:?}");
+            }
         }
     }
 }
