@@ -337,19 +337,17 @@ impl Dispatcher {
         // Names and prefixes are lowercase ASCII (the pack loader checks), so an ASCII word
         // is compared in place; only other text is lowercased first (`K`, the Kelvin sign,
         // lowercases to an ASCII `k`).
-        if word.is_ascii() {
-            return self.packs.iter().find(|p| {
-                p.service.name.eq_ignore_ascii_case(word)
-                    || p.service
-                        .prefixes
-                        .iter()
-                        .any(|x| x.eq_ignore_ascii_case(word))
-            });
-        }
-        let word = word.to_lowercase();
+        let lowered;
+        let word = if word.is_ascii() {
+            word
+        } else {
+            lowered = word.to_lowercase();
+            &lowered
+        };
+        let is = |name: &String| name.eq_ignore_ascii_case(word);
         self.packs
             .iter()
-            .find(|p| p.service.prefixes.contains(&word) || p.service.name == word)
+            .find(|p| is(&p.service.name) || p.service.prefixes.iter().any(is))
     }
 
     fn unknown_service(&self, word: &str) -> Vec<Reply> {
@@ -795,7 +793,6 @@ impl Dispatcher {
 /// The answer to a button or form deputy did not offer.
 const UNKNOWN_INTERACTION: &str = "I don't know that button or form, so I did nothing with it.";
 
-/// The key form could not be opened: the way without it, only to the user.
 /// A template context under construction: names to values.
 type Ctx = std::collections::BTreeMap<String, Value>;
 
@@ -820,6 +817,7 @@ fn same_origin(a: &reqwest::Url, b: &reqwest::Url) -> bool {
         && a.port_or_known_default() == b.port_or_known_default()
 }
 
+/// The key form could not be opened: the way without it, only to the user.
 fn no_form(pack: &Pack) -> Reply {
     let s = &pack.service;
     Reply::private(format!(
@@ -834,20 +832,20 @@ fn typed_answer(text: &str) -> Option<Action> {
     let word = text.trim().trim_end_matches(['.', '!']);
     // Every message is checked: ASCII (nearly all) is compared in place, without a
     // lowercased copy of the whole text.
-    if word.is_ascii() {
-        let is = |w: &str| word.eq_ignore_ascii_case(w);
-        return if is("yes") || is("confirm") {
-            Some(Action::Yes)
-        } else if is("no") || is("cancel") {
-            Some(Action::No)
-        } else {
-            None
-        };
-    }
-    match word.to_lowercase().as_str() {
-        "yes" | "confirm" => Some(Action::Yes),
-        "no" | "cancel" => Some(Action::No),
-        _ => None,
+    let lowered;
+    let word = if word.is_ascii() {
+        word
+    } else {
+        lowered = word.to_lowercase();
+        &lowered
+    };
+    let is = |w: &str| word.eq_ignore_ascii_case(w);
+    if is("yes") || is("confirm") {
+        Some(Action::Yes)
+    } else if is("no") || is("cancel") {
+        Some(Action::No)
+    } else {
+        None
     }
 }
 
