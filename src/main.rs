@@ -273,15 +273,14 @@ async fn run(cli: Cli) -> Result<(), StartError> {
             if sandbox {
                 sandbox_shell(config, options).await
             } else {
-                let (packs, templates) = app::load_packs(&config)?;
-                warn_missing_consumers(&packs);
-                let (sealer, source) = app::sealer(&config, true)?;
-                warn_dev_secret(&source);
+                let parts = app::start_parts(&config, true, true)?;
+                warn_missing_consumers(&parts.packs);
+                warn_dev_secret(&parts.source);
                 serve(
                     &config,
-                    packs,
-                    templates,
-                    sealer,
+                    parts.packs,
+                    parts.templates,
+                    parts.brain,
                     Front::Shell(options),
                     &[],
                 )
@@ -290,23 +289,25 @@ async fn run(cli: Cli) -> Result<(), StartError> {
         }
         Command::Run => {
             let user = std::env::var("USER").unwrap_or_else(|_| "operator".into());
-            let (packs, templates) = app::load_packs(&config)?;
-            warn_missing_consumers(&packs);
-            let (sealer, _) = app::sealer(&config, false)?;
+            // Check the platform tokens before opening anything; a pack's or the secret's
+            // error is still reported first.
+            let tokens = chat_tokens(&config);
+            let parts = app::start_parts(&config, false, tokens.is_ok())?;
+            warn_missing_consumers(&parts.packs);
+            let (packs, templates, brain) = (parts.packs, parts.templates, parts.brain);
             let options = ShellOptions {
                 user,
                 public: false,
                 show_user: false,
             };
-            // Check the platform tokens before opening anything.
-            let tokens = chat_tokens(&config)?;
+            let tokens = tokens?;
             let front = if config.discord.enabled || config.slack.enabled || config.web.chat.enabled
             {
                 Front::Chat(tokens)
             } else {
                 Front::Shell(options)
             };
-            serve(&config, packs, templates, sealer, front, &[]).await
+            serve(&config, packs, templates, brain, front, &[]).await
         }
         Command::Brain { command } => brain_command(&config, command).await,
     }
@@ -566,7 +567,7 @@ async fn sandbox_shell(
         &config,
         packs,
         templates,
-        sealer,
+        app::BrainStart::Key(sealer),
         Front::Shell(options),
         std::slice::from_ref(&github.ca_pem),
     )
@@ -699,7 +700,7 @@ async fn serve(
     config: &deputy::config::Config,
     packs: Vec<deputy::pack::Pack>,
     templates: deputy::pack::Templates,
-    sealer: deputy::brain::seal::Sealer,
+    brain: app::BrainStart,
     front: Front,
     extra_roots: &[String],
 ) -> Result<(), StartError> {
@@ -710,7 +711,7 @@ async fn serve(
         // Installed before anything is counted; only a listener can serve the numbers.
         deputy::metrics::install();
     }
-    let brain = app::open_configured_brain(config, sealer).await?;
+    let brain = brain.open(config).await?;
     let dispatcher = app::dispatcher(config, packs, templates, brain, extra_roots)?;
     tracing::info!(
         services = dispatcher.packs.len(),
