@@ -722,3 +722,43 @@ async fn help_says_which_commands_ask_first_and_bare_setkey_in_the_shell_asks_fo
     assert!(out.contains("Send the key after the command"), "{out}");
     assert!(!out.contains("Link your account"), "{out}");
 }
+
+#[tokio::test]
+async fn a_proxy_named_in_the_environment_carries_pack_calls() {
+    // Pack calls normally go straight to the service. With `HTTP_PROXY` set they go through
+    // the proxy: the fake Jenkins plays the proxy (it routes on the path of the absolute-form
+    // request line), and the pack's base URL is a closed port no request could reach itself.
+    let jenkins = FakeJenkins::start().await;
+    let mut deputy = Deputy::new("http://127.0.0.1:9", "[http]\nretries = 0");
+    let direct = deputy
+        .shell(
+            &["--user", "alice"],
+            &[&setkey(ALICE_KEY), "jenkins whoami"],
+        )
+        .await
+        .ok();
+    assert!(
+        direct
+            .stdout()
+            .contains("I couldn't reach jenkins (connection failed)"),
+        "{}",
+        direct.stdout()
+    );
+    assert!(jenkins.seen().is_empty());
+    deputy.env.push(("HTTP_PROXY".into(), jenkins.url.clone()));
+    let proxied = deputy
+        .shell(&["--user", "alice"], &["jenkins whoami"])
+        .await
+        .ok();
+    assert!(
+        proxied
+            .stdout()
+            .contains("You are alice (full name) on Jenkins."),
+        "{}",
+        proxied.stdout()
+    );
+    let seen = jenkins.seen();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].user.as_deref(), Some("alice"));
+    assert_eq!(seen[0].path, "/me/api/json");
+}
