@@ -239,67 +239,6 @@ pub fn open_brain(config: &Config, sealer: Sealer) -> Result<Brain, StartError> 
     Brain::open_dir(&config.brain_dir(), sealer).map_err(brain_error)
 }
 
-/// What `shell` and `run` start from: the packs, where the secret came from, and the brain or
-/// the key to open it with.
-pub struct Parts {
-    pub packs: Vec<Pack>,
-    pub templates: Templates,
-    pub source: SecretSource,
-    pub brain: BrainStart,
-}
-
-/// The brain, opened already, or the key it will be opened with.
-pub enum BrainStart {
-    Open(Brain),
-    Key(Sealer),
-}
-
-impl BrainStart {
-    pub async fn open(self, config: &Config) -> Result<Brain, StartError> {
-        match self {
-            BrainStart::Open(brain) => Ok(brain),
-            BrainStart::Key(sealer) => open_configured_brain(config, sealer).await,
-        }
-    }
-}
-
-/// Loads the packs and reads the secret. When a sled brain exists and the secret comes from the
-/// environment (so nothing would be created), the brain opens on this thread while the packs
-/// load on another: with 100,000 users stored, opening it is most of start-up. `may_open` is
-/// false when start-up is going to fail anyway. Errors come in the same order either way: a
-/// pack's, the secret's, then the brain's.
-pub fn start_parts(config: &Config, allow_dev: bool, may_open: bool) -> Result<Parts, StartError> {
-    let overlap = may_open
-        && config.brain.url.is_none()
-        && config.brain_dir().join("db").exists()
-        && std::env::var(SECRET_ENV).is_ok_and(|v| !v.trim().is_empty());
-    if !overlap {
-        let (packs, templates) = load_packs(config)?;
-        let (sealer, source) = sealer(config, allow_dev)?;
-        return Ok(Parts {
-            packs,
-            templates,
-            source,
-            brain: BrainStart::Key(sealer),
-        });
-    }
-    std::thread::scope(|s| {
-        let loading = s.spawn(|| load_packs(config));
-        let opened =
-            sealer(config, allow_dev).map(|(sealer, source)| (open_brain(config, sealer), source));
-        let (packs, templates) = loading
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
-        let (brain, source) = opened?;
-        Ok(Parts {
-            packs,
-            templates,
-            source,
-            brain: BrainStart::Open(brain?),
-        })
-    })
-}
-
 /// Opens the brain the config names: Redis when `[brain] url` is set, else sled.
 pub async fn open_configured_brain(config: &Config, sealer: Sealer) -> Result<Brain, StartError> {
     match &config.brain.url {

@@ -273,14 +273,15 @@ async fn run(cli: Cli) -> Result<(), StartError> {
             if sandbox {
                 sandbox_shell(config, options).await
             } else {
-                let parts = app::start_parts(&config, true, true)?;
-                warn_missing_consumers(&parts.packs);
-                warn_dev_secret(&parts.source);
+                let (packs, templates) = app::load_packs(&config)?;
+                warn_missing_consumers(&packs);
+                let (sealer, source) = app::sealer(&config, true)?;
+                warn_dev_secret(&source);
                 serve(
                     &config,
-                    parts.packs,
-                    parts.templates,
-                    parts.brain,
+                    packs,
+                    templates,
+                    sealer,
                     Front::Shell(options),
                     &[],
                 )
@@ -289,25 +290,23 @@ async fn run(cli: Cli) -> Result<(), StartError> {
         }
         Command::Run => {
             let user = std::env::var("USER").unwrap_or_else(|_| "operator".into());
-            // Check the platform tokens before opening anything; a pack's or the secret's
-            // error is still reported first.
-            let tokens = chat_tokens(&config);
-            let parts = app::start_parts(&config, false, tokens.is_ok())?;
-            warn_missing_consumers(&parts.packs);
-            let (packs, templates, brain) = (parts.packs, parts.templates, parts.brain);
+            let (packs, templates) = app::load_packs(&config)?;
+            warn_missing_consumers(&packs);
+            let (sealer, _) = app::sealer(&config, false)?;
             let options = ShellOptions {
                 user,
                 public: false,
                 show_user: false,
             };
-            let tokens = tokens?;
+            // Check the platform tokens before opening anything.
+            let tokens = chat_tokens(&config)?;
             let front = if config.discord.enabled || config.slack.enabled || config.web.chat.enabled
             {
                 Front::Chat(tokens)
             } else {
                 Front::Shell(options)
             };
-            serve(&config, packs, templates, brain, front, &[]).await
+            serve(&config, packs, templates, sealer, front, &[]).await
         }
         Command::Brain { command } => brain_command(&config, command).await,
     }
@@ -567,7 +566,7 @@ async fn sandbox_shell(
         &config,
         packs,
         templates,
-        app::BrainStart::Key(sealer),
+        sealer,
         Front::Shell(options),
         std::slice::from_ref(&github.ca_pem),
     )
@@ -700,7 +699,7 @@ async fn serve(
     config: &deputy::config::Config,
     packs: Vec<deputy::pack::Pack>,
     templates: deputy::pack::Templates,
-    brain: app::BrainStart,
+    sealer: deputy::brain::seal::Sealer,
     front: Front,
     extra_roots: &[String],
 ) -> Result<(), StartError> {
@@ -711,7 +710,7 @@ async fn serve(
         // Installed before anything is counted; only a listener can serve the numbers.
         deputy::metrics::install();
     }
-    let brain = brain.open(config).await?;
+    let brain = app::open_configured_brain(config, sealer).await?;
     let dispatcher = app::dispatcher(config, packs, templates, brain, extra_roots)?;
     tracing::info!(
         services = dispatcher.packs.len(),
