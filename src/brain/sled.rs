@@ -81,6 +81,10 @@ impl GroupCommitStore<sled::Db> {
     /// file lock, which this message explains. A damaged database is an error, not a panic.
     pub fn open(path: &Path, commit_path: &Path) -> Result<SledStore, String> {
         // A damaged file must give an error, not a panic message: silence the hook meanwhile.
+        // The hook is global, so two opens at once (tests do that) must not interleave their
+        // swaps, or the second would put the first's silent hook back for good.
+        static HOOK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let swapping = HOOK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let hook = std::panic::take_hook();
         std::panic::set_hook(Box::new(|_| {}));
         // No flusher thread: the writer flushes every acknowledged write itself, so sled's
@@ -88,6 +92,7 @@ impl GroupCommitStore<sled::Db> {
         let opened =
             std::panic::catch_unwind(|| sled::Config::new().path(path).flush_every_ms(None).open());
         std::panic::set_hook(hook);
+        drop(swapping);
         let db = match opened {
             Ok(Ok(db)) => db,
             Ok(Err(sled::Error::Corruption { .. })) => {
