@@ -121,6 +121,8 @@ pub fn environment_read(config: &Config, packs: &[Pack]) -> Vec<(String, bool)> 
             names.extend([key, secret]);
         }
     }
+    // Named only when set: then every call to a service goes through that proxy.
+    names.extend(crate::upstream::proxy_variables());
     names
         .into_iter()
         .map(|n| {

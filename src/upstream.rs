@@ -590,13 +590,18 @@ async fn read_limited<B: hyper::body::Body<Data = Bytes> + Unpin>(
 /// deputy's `User-Agent` on every call.
 const USER_AGENT: &str = concat!("deputy/", env!("CARGO_PKG_VERSION"));
 
-/// Whether the environment names a proxy; reqwest reads the same variables (and `NO_PROXY`).
+/// The proxy variables set in the environment (reqwest reads these, and `NO_PROXY`).
+pub fn proxy_variables() -> Vec<String> {
+    ["HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY"]
+        .iter()
+        .flat_map(|k| [k.to_string(), k.to_ascii_lowercase()])
+        .filter(|k| std::env::var_os(k).is_some_and(|v| !v.is_empty()))
+        .collect()
+}
+
+/// Whether the environment names a proxy, so reqwest must send every call.
 fn proxy_in_env() -> bool {
-    ["HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY"].iter().any(|k| {
-        [k.to_string(), k.to_ascii_lowercase()]
-            .iter()
-            .any(|k| std::env::var_os(k).is_some_and(|v| !v.is_empty()))
-    })
+    !proxy_variables().is_empty()
 }
 
 /// hyper's client with what reqwest's had: the web PKI's roots and the operator's, TLS 1.2 and

@@ -170,6 +170,8 @@ fn version_completions_help_and_the_environment_check_reads() {
     let mut check = bare(dir.path(), &["check"]);
     check.env("DEPUTY_SECRET", SECRET_A);
     check.env("DEPUTY_TWITTER_CONSUMER_SECRET", "s3cr3t-consumer-value");
+    // A proxy URL may carry a password: the name is shown, never the value.
+    check.env("HTTPS_PROXY", "http://ops:pr0xy-pass@127.0.0.1:3128");
     let checked = run(check, "").ok().stdout();
     let line = checked
         .lines()
@@ -181,7 +183,9 @@ fn version_completions_help_and_the_environment_check_reads() {
         "{line}"
     );
     assert!(line.contains("DEPUTY_GITHUB_CLIENT_ID (not set)"), "{line}");
+    assert!(line.contains("HTTPS_PROXY (set)"), "{line}");
     assert!(!checked.contains(SECRET_A) && !checked.contains("s3cr3t-consumer-value"));
+    assert!(!checked.contains("pr0xy-pass"), "{checked}");
 }
 
 /// The sandbox's greeting to the person at the terminal, not a log line.
