@@ -76,23 +76,45 @@ impl Engine for SledEngine {
     }
 }
 
+/// How long an open waits for sled's file lock before saying another process holds it.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// sled wraps the lock failure in a custom io::Error; its text is the signal.
+fn is_lock_error(e: &sled::Error) -> bool {
+    e.to_string().contains("could not acquire lock")
+}
+
+/// One attempt at opening, with the panic hook silenced: a damaged file must give an error,
+/// not a panic message. The hook is global, so two opens at once (tests do that) must not
+/// interleave their swaps, or the second would put the first's silent hook back for good.
+fn open_quietly(path: &Path) -> std::thread::Result<sled::Result<sled::Db>> {
+    static HOOK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _swapping = HOOK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    // No flusher thread: the writer flushes every acknowledged write itself, so sled's 500 ms
+    // background flush would only be one more thread waking for nothing.
+    let opened =
+        std::panic::catch_unwind(|| sled::Config::new().path(path).flush_every_ms(None).open());
+    std::panic::set_hook(hook);
+    opened
+}
+
 impl GroupCommitStore<sled::Db> {
     /// Opens the database; a second open of the same path (another process) fails on sled's
     /// file lock, which this message explains. A damaged database is an error, not a panic.
     pub fn open(path: &Path, commit_path: &Path) -> Result<SledStore, String> {
-        // A damaged file must give an error, not a panic message: silence the hook meanwhile.
-        // The hook is global, so two opens at once (tests do that) must not interleave their
-        // swaps, or the second would put the first's silent hook back for good.
-        static HOOK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-        let swapping = HOOK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let hook = std::panic::take_hook();
-        std::panic::set_hook(Box::new(|_| {}));
-        // No flusher thread: the writer flushes every acknowledged write itself, so sled's
-        // 500 ms background flush would only be one more thread waking for nothing.
-        let opened =
-            std::panic::catch_unwind(|| sled::Config::new().path(path).flush_every_ms(None).open());
-        std::panic::set_hook(hook);
-        drop(swapping);
+        // sled releases its file lock when the last of its handles goes, and its I/O threads
+        // may hold one a moment after this process dropped the brain: wait that out briefly.
+        let started = std::time::Instant::now();
+        let opened = loop {
+            let opened = open_quietly(path);
+            let locked = matches!(&opened, Ok(Err(e)) if is_lock_error(e));
+            if !locked || started.elapsed() >= LOCK_WAIT {
+                break opened;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
         let db = match opened {
             Ok(Ok(db)) => db,
             Ok(Err(sled::Error::Corruption { .. })) => {
@@ -103,8 +125,7 @@ impl GroupCommitStore<sled::Db> {
                 ))
             }
             Ok(Err(e)) => {
-                // sled wraps the lock failure in a custom io::Error; its text is the signal.
-                return Err(if e.to_string().contains("could not acquire lock") {
+                return Err(if is_lock_error(&e) {
                     "another deputy process has this brain open (one process per sled brain; \
                      stop it first, or use a networked brain for several replicas)"
                         .to_string()
@@ -188,5 +209,39 @@ impl Reads for sled::Db {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_open_waits_out_a_lock_released_a_moment_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, commit) = (dir.path().join("db"), dir.path().join("commit"));
+        let held = SledStore::open(&db, &commit).unwrap();
+        // Released 100 ms from now, as when sled's own threads let go of a dropped brain.
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            drop(held);
+        });
+        let again = SledStore::open(&db, &commit);
+        release.join().unwrap();
+        assert!(again.is_ok(), "{:?}", again.err());
+    }
+
+    #[test]
+    fn a_lock_held_longer_is_another_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, commit) = (dir.path().join("db"), dir.path().join("commit"));
+        let _held = SledStore::open(&db, &commit).unwrap();
+        let started = std::time::Instant::now();
+        let err = SledStore::open(&db, &commit).err().unwrap();
+        assert!(
+            err.starts_with("another deputy process has this brain open"),
+            "{err}"
+        );
+        assert!(started.elapsed() >= LOCK_WAIT);
     }
 }
