@@ -44,14 +44,7 @@ fn relr_links() -> bool {
     let linker = std::env::var("RUSTC_LINKER").unwrap_or_else(|_| "cc".into());
     let out = std::path::Path::new(&var("OUT_DIR")).join("relr-probe");
     let probe = std::process::Command::new(linker)
-        .args([
-            "-x",
-            "c",
-            "-",
-            "-Wl,-z,pack-relative-relocs",
-            "-Wl,--fatal-warnings",
-            "-o",
-        ])
+        .args(["-x", "c", "-", "-Wl,-z,pack-relative-relocs", "-o"])
         .arg(&out)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())

@@ -244,9 +244,11 @@ impl Upstream {
         service: &str,
         secs: u64,
     ) -> Result<Vec<u8>, CallError> {
-        let limit = self.max_body;
         let resp = http::Response::<reqwest::Body>::from(resp);
-        read_limited(resp, limit, service, |e| classify(&e, secs, service)).await
+        read_limited(resp, self.max_body, service, |e| {
+            classify(&e, secs, service)
+        })
+        .await
     }
 
     /// Calls to `service` waiting for a turn (every slot to it is taken).
@@ -639,30 +641,29 @@ fn direct_client(http: &HttpConfig, extra_roots: &[String]) -> anyhow::Result<Di
     )
 }
 
+/// An error and its causes, outermost first.
+fn causes<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(e), |e| e.source())
+}
+
 /// An error and its causes on one line, for the log (hyper's own text is only the kind).
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    causes(e)
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join(": ")
 }
 
 /// A failed send on the direct client, sorted as [`classify`] sorts reqwest's: a connection
 /// that was never made (timed out or refused), or one that broke once the request was out.
 fn classify_direct(e: &hyper_util::client::legacy::Error, secs: u64, service: &str) -> CallError {
     tracing::warn!(service, error = %chain(e), "upstream request failed");
-    let mut source: Option<&dyn std::error::Error> = Some(e);
-    let mut timed_out = false;
-    while let Some(s) = source {
-        timed_out |= s
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut);
-        source = s.source();
-    }
+    let timed_out = causes(e).any(|s| {
+        s.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+    });
     match (e.is_connect(), timed_out) {
         (true, true) => CallError::Timeout(secs),
         (true, false) => CallError::Connect,

@@ -334,17 +334,9 @@ impl Dispatcher {
 
     /// The pack whose service name or prefix is `word`.
     pub fn find(&self, word: &str) -> Option<&Pack> {
-        // Names and prefixes are lowercase ASCII (the pack loader checks), so an ASCII word
-        // is compared in place; only other text is lowercased first (`K`, the Kelvin sign,
-        // lowercases to an ASCII `k`).
-        let lowered;
-        let word = if word.is_ascii() {
-            word
-        } else {
-            lowered = word.to_lowercase();
-            &lowered
-        };
-        let is = |name: &String| name.eq_ignore_ascii_case(word);
+        // Names and prefixes are lowercase ASCII (the pack loader checks).
+        let word = comparable(word);
+        let is = |name: &String| name.eq_ignore_ascii_case(&word);
         self.packs
             .iter()
             .find(|p| is(&p.service.name) || p.service.prefixes.iter().any(is))
@@ -827,18 +819,20 @@ fn no_form(pack: &Pack) -> Reply {
     ))
 }
 
+/// `text` ready to compare with lowercase ASCII through `eq_ignore_ascii_case`: ASCII text as
+/// it is, with no copy; other text lowercased (`K`, the Kelvin sign, lowercases to `k`).
+fn comparable(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.is_ascii() {
+        text.into()
+    } else {
+        text.to_lowercase().into()
+    }
+}
+
 /// A typed answer to a confirmation: `yes` or `no` (and their usual short forms).
 fn typed_answer(text: &str) -> Option<Action> {
-    let word = text.trim().trim_end_matches(['.', '!']);
-    // Every message is checked: ASCII (nearly all) is compared in place, without a
-    // lowercased copy of the whole text.
-    let lowered;
-    let word = if word.is_ascii() {
-        word
-    } else {
-        lowered = word.to_lowercase();
-        &lowered
-    };
+    // Every message is checked, so nearly all are compared without a lowercased copy.
+    let word = comparable(text.trim().trim_end_matches(['.', '!']));
     let is = |w: &str| word.eq_ignore_ascii_case(w);
     if is("yes") || is("confirm") {
         Some(Action::Yes)
