@@ -1,5 +1,6 @@
-//! Puts the git revision into `deputy --version`, so a binary says what it was built from, and
-//! packs the binary's relocations where the toolchain can.
+//! Puts the git revision into `deputy --version`, so a binary says what it was built from; packs
+//! the binary's relocations and, in a release build, orders its functions, where the toolchain
+//! can.
 
 fn main() {
     let git = |args: &[&str]| {
@@ -15,6 +16,15 @@ fn main() {
     println!("cargo:rustc-env=DEPUTY_GIT_REV={rev}");
     if relr_links() {
         println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
+    }
+    if let Some(list) = symbol_order() {
+        println!("cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={list}");
+        println!("cargo:rustc-link-arg-bins=-Wl,--no-warn-symbol-ordering");
+    }
+    // `build/order-symbols.py` asks for the link map it reads the binary's layout from.
+    println!("cargo:rerun-if-env-changed=DEPUTY_LINK_MAP");
+    if let Ok(map) = std::env::var("DEPUTY_LINK_MAP") {
+        println!("cargo:rustc-link-arg-bins=-Wl,-Map={map}");
     }
     // A checkout moves HEAD; a new commit moves the branch's ref. Git says where both live: in
     // a worktree `.git` is a file, and naming a file that does not exist (`.git/HEAD`) makes
@@ -60,4 +70,43 @@ fn relr_links() -> bool {
     let linked = probe.wait().is_ok_and(|s| s.success());
     let _ = std::fs::remove_file(&out);
     wrote && linked
+}
+
+/// The release link's function order: `build/symbol-order.txt` (made by
+/// `build/order-symbols.py`) lists the functions that a start and the first commands run, and
+/// lld puts them next to each other at the front of `.text`. Scattered, they made the kernel map
+/// 7 MB of the binary at start; together, about 2 (BENCHMARKS.md). The names carry hashes of
+/// the compiler, the profile and `Cargo.lock`, so a build that differs just finds fewer of them
+/// (lld skips a name it lacks, silently with `--no-warn-symbol-ordering`). A test link with
+/// rustc itself, with the same flags, decides whether the linker takes the list: GNU ld does not.
+fn symbol_order() -> Option<String> {
+    use std::io::Write;
+    let var = |name: &str| std::env::var(name).unwrap_or_default();
+    let list = std::path::Path::new(&var("CARGO_MANIFEST_DIR")).join("build/symbol-order.txt");
+    println!("cargo:rerun-if-changed={}", list.display());
+    if var("PROFILE") != "release" || var("TARGET") != var("HOST") || !list.exists() {
+        return None;
+    }
+    let list = list.to_str()?.to_string();
+    let out = std::path::Path::new(&var("OUT_DIR")).join("order-probe");
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let flags = var("CARGO_ENCODED_RUSTFLAGS");
+    let mut probe = std::process::Command::new(rustc);
+    probe
+        .args(["-", "--crate-name", "order_probe", "--crate-type=bin", "-o"])
+        .arg(&out)
+        .arg(format!("-Clink-arg=-Wl,--symbol-ordering-file={list}"))
+        .arg("-Clink-arg=-Wl,--no-warn-symbol-ordering")
+        .args(flags.split('\x1f').filter(|f| !f.is_empty()))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut probe = probe.spawn().ok()?;
+    let wrote = probe
+        .stdin
+        .take()
+        .is_some_and(|mut s| s.write_all(b"fn main() {}\n").is_ok());
+    let linked = probe.wait().is_ok_and(|s| s.success());
+    let _ = std::fs::remove_file(&out);
+    (wrote && linked).then_some(list)
 }
