@@ -217,10 +217,10 @@ async fn concurrent_commands_share_one_refresh_of_a_rotating_token() {
     let deputy = Deputy::github(&p, None, "");
     let mut live = Live::start(&deputy, &["shell", "--user", "alice"]);
     link_device(&mut live, &p, "alice").await;
-    // Two conversations run side by side: both find the token due at once.
-    live.send("gh whoami").await;
-    live.send("/public").await;
-    live.send("@deputy gh whoami").await;
+    // Two conversations run side by side: both find the token due at once. One write, so the
+    // shell reads both commands together even when this process is slow to write the next line
+    // (a busy machine once let the first command finish its refresh before the second began).
+    live.send("gh whoami\n/public\n@deputy gh whoami").await;
     for _ in 0..2 {
         assert_eq!(live.line().await, "You are Alice (@alice) on GitHub.");
     }
