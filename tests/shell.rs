@@ -762,3 +762,52 @@ async fn a_proxy_named_in_the_environment_carries_pack_calls() {
     assert_eq!(seen[0].user.as_deref(), Some("alice"));
     assert_eq!(seen[0].path, "/me/api/json");
 }
+
+#[tokio::test]
+async fn a_file_or_a_pipe_on_stdin_reads_alike_and_the_pipe_is_left_as_it_was() {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    use std::process::Stdio;
+    let jenkins = FakeJenkins::start().await;
+    let deputy = Deputy::new(&jenkins.url, "");
+    let input = "@deputy jenkins help\n@deputy jenkins bild x\n";
+    let args = ["shell", "--user", "alice", "--public"];
+    // A file cannot be polled: the shell reads it the blocking way.
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    file.write_all(input.as_bytes()).unwrap();
+    let from_file = deputy
+        .command(&args)
+        .stdin(std::fs::File::open(file.path()).unwrap())
+        .output()
+        .unwrap();
+    // A pipe is read through the runtime's poller, which needs it non-blocking. This test
+    // keeps a handle on the same pipe, as a parent shell might, and finds it as it was.
+    let (reader, mut writer) = std::io::pipe().unwrap();
+    let ours = reader.try_clone().unwrap();
+    let child = deputy
+        .command(&args)
+        .stdin(reader)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writer.write_all(input.as_bytes()).unwrap();
+    drop(writer);
+    let from_pipe = child.wait_with_output().unwrap();
+    let (file_out, pipe_out) = (
+        String::from_utf8_lossy(&from_file.stdout),
+        String::from_utf8_lossy(&from_pipe.stdout),
+    );
+    assert!(
+        pipe_out.contains("Did you mean `jenkins build`?"),
+        "{pipe_out}"
+    );
+    assert!(pipe_out.contains("— Start a build"), "{pipe_out}");
+    assert_eq!(file_out, pipe_out);
+    let flags = OFlag::from_bits_truncate(fcntl(ours.as_raw_fd(), FcntlArg::F_GETFL).unwrap());
+    assert!(
+        !flags.contains(OFlag::O_NONBLOCK),
+        "deputy left its stdin pipe non-blocking"
+    );
+}

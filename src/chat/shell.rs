@@ -303,8 +303,49 @@ impl Adapter for ShellAdapter {
 /// Where lines come from: the pipe itself, read in this task (no hand-off per line), or
 /// rustyline's thread in a terminal.
 enum Input {
-    Pipe(tokio::io::BufReader<tokio::io::Stdin>),
+    Pipe(tokio::io::BufReader<Box<dyn tokio::io::AsyncRead + Send + Unpin>>),
     Terminal(mpsc::Receiver<String>),
+}
+
+/// Standard input read on the runtime's own poller (epoll) when it is a pipe, so the worker
+/// that handles a line is the one woken when it arrives. `tokio::io::stdin()` reads on the
+/// blocking pool instead: a hand-off between threads for every read, which at a steady rate
+/// is every message. A file or `/dev/null` cannot be polled, and keeps `tokio::io::stdin()`.
+struct PolledStdin {
+    pipe: tokio::net::unix::pipe::Receiver,
+    /// The flags before tokio made the pipe non-blocking, put back on drop: the open pipe is
+    /// shared with whoever else holds it.
+    flags: nix::fcntl::OFlag,
+}
+
+impl PolledStdin {
+    fn new() -> Option<PolledStdin> {
+        use nix::fcntl::{fcntl, FcntlArg, OFlag};
+        use std::os::fd::{AsFd, AsRawFd};
+        let file = std::fs::File::from(std::io::stdin().as_fd().try_clone_to_owned().ok()?);
+        let flags = OFlag::from_bits_truncate(fcntl(file.as_raw_fd(), FcntlArg::F_GETFL).ok()?);
+        // Checks that it is a pipe open for reading, and makes it non-blocking.
+        let pipe = tokio::net::unix::pipe::Receiver::from_file(file).ok()?;
+        Some(PolledStdin { pipe, flags })
+    }
+}
+
+impl Drop for PolledStdin {
+    fn drop(&mut self) {
+        use std::os::fd::AsRawFd;
+        let fd = self.pipe.as_raw_fd();
+        let _ = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFL(self.flags));
+    }
+}
+
+impl tokio::io::AsyncRead for PolledStdin {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.pipe).poll_read(cx, buf)
+    }
 }
 
 impl Input {
@@ -359,10 +400,11 @@ pub async fn run(runner: Arc<Runner>, options: ShellOptions) -> anyhow::Result<(
             show_user: options.show_user,
             flow: flow.clone(),
         });
-        input = Input::Pipe(tokio::io::BufReader::with_capacity(
-            64 * 1024,
-            tokio::io::stdin(),
-        ));
+        let stdin: Box<dyn tokio::io::AsyncRead + Send + Unpin> = match PolledStdin::new() {
+            Some(polled) => Box::new(polled),
+            None => Box::new(tokio::io::stdin()),
+        };
+        input = Input::Pipe(tokio::io::BufReader::with_capacity(64 * 1024, stdin));
     }
 
     runner
