@@ -46,16 +46,21 @@ fn main() {
 /// lld), so a test link with the flag decides, on Linux with glibc and no cross-compiling; an
 /// older GNU ld only warns that it ignores the flag.
 fn relr_links() -> bool {
-    use std::io::Write;
-    let var = |name: &str| std::env::var(name).unwrap_or_default();
     if var("TARGET") != var("HOST") || !var("TARGET").ends_with("-linux-gnu") {
         return false;
     }
     let linker = std::env::var("RUSTC_LINKER").unwrap_or_else(|_| "cc".into());
     let out = std::path::Path::new(&var("OUT_DIR")).join("relr-probe");
-    let probe = std::process::Command::new(linker)
-        .args(["-x", "c", "-", "-Wl,-z,pack-relative-relocs", "-o"])
-        .arg(&out)
+    let mut cc = std::process::Command::new(linker);
+    cc.args(["-x", "c", "-", "-Wl,-z,pack-relative-relocs", "-o"])
+        .arg(&out);
+    probe_links(cc, &out, b"int main(void) { return 0; }\n")
+}
+
+/// Runs a test link of `source` (on stdin) into `out`, then removes `out`: whether it linked.
+fn probe_links(mut cmd: std::process::Command, out: &std::path::Path, source: &[u8]) -> bool {
+    use std::io::Write;
+    let probe = cmd
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -66,22 +71,26 @@ fn relr_links() -> bool {
     let wrote = probe
         .stdin
         .take()
-        .is_some_and(|mut s| s.write_all(b"int main(void) { return 0; }\n").is_ok());
+        .is_some_and(|mut s| s.write_all(source).is_ok());
     let linked = probe.wait().is_ok_and(|s| s.success());
-    let _ = std::fs::remove_file(&out);
+    let _ = std::fs::remove_file(out);
     wrote && linked
+}
+
+/// A build script variable cargo sets, or "" when it does not.
+fn var(name: &str) -> String {
+    std::env::var(name).unwrap_or_default()
 }
 
 /// The release link's function order: `build/symbol-order.txt` (made by
 /// `build/order-symbols.py`) lists the functions that a start and the first commands run, and
 /// lld puts them next to each other at the front of `.text`. Scattered, they made the kernel map
 /// 7 MB of the binary at start; together, about 2 (BENCHMARKS.md). The names carry hashes of
-/// the compiler, the profile and `Cargo.lock`, so a build that differs just finds fewer of them
-/// (lld skips a name it lacks, silently with `--no-warn-symbol-ordering`). A test link with
-/// rustc itself, with the same flags, decides whether the linker takes the list: GNU ld does not.
+/// the compiler, the profile, the features and `Cargo.lock`, so a build that differs just finds
+/// fewer of them (lld skips a name it lacks, silently with `--no-warn-symbol-ordering`). A test
+/// link with rustc itself, with the same flags, decides whether the linker takes the list: GNU
+/// ld does not.
 fn symbol_order() -> Option<String> {
-    use std::io::Write;
-    let var = |name: &str| std::env::var(name).unwrap_or_default();
     let list = std::path::Path::new(&var("CARGO_MANIFEST_DIR")).join("build/symbol-order.txt");
     println!("cargo:rerun-if-changed={}", list.display());
     if var("PROFILE") != "release" || var("TARGET") != var("HOST") || !list.exists() {
@@ -91,26 +100,17 @@ fn symbol_order() -> Option<String> {
     let out = std::path::Path::new(&var("OUT_DIR")).join("order-probe");
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
     let flags = var("CARGO_ENCODED_RUSTFLAGS");
-    let mut probe = std::process::Command::new(rustc);
-    probe
+    let mut rustc = std::process::Command::new(rustc);
+    rustc
         .args(["-", "--crate-name", "order_probe", "--crate-type=bin", "-o"])
         .arg(&out)
         .arg(format!("-Clink-arg=-Wl,--symbol-ordering-file={list}"))
         .arg("-Clink-arg=-Wl,--no-warn-symbol-ordering")
-        .args(flags.split('\x1f').filter(|f| !f.is_empty()))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    let mut probe = probe.spawn().ok()?;
-    let wrote = probe
-        .stdin
-        .take()
-        .is_some_and(|mut s| s.write_all(b"fn main() {}\n").is_ok());
-    let linked = probe.wait().is_ok_and(|s| s.success());
-    let _ = std::fs::remove_file(&out);
-    if !(wrote && linked) {
+        .args(flags.split('\x1f').filter(|f| !f.is_empty()));
+    if !probe_links(rustc, &out, b"fn main() {}\n") {
         // Not an error, but idle memory is several MB higher (BENCHMARKS.md).
         println!("cargo:warning=the linker does not take build/symbol-order.txt: the release binary is not ordered");
+        return None;
     }
-    (wrote && linked).then_some(list)
+    Some(list)
 }
