@@ -2,9 +2,9 @@
 #![allow(unsafe_code)]
 
 use std::{
-    alloc::{alloc_zeroed, Layout},
+    alloc::{GlobalAlloc, Layout, System},
     convert::TryFrom,
-    mem::{align_of, size_of},
+    mem::size_of,
     sync::atomic::Ordering::{Acquire, Relaxed, Release},
 };
 
@@ -35,41 +35,42 @@ struct Node2 {
     children: [Atomic<Page>; NODE2_FAN_OUT],
 }
 
-impl Node1 {
-    fn new() -> Owned<Self> {
-        let size = size_of::<Self>();
-        let align = align_of::<Self>();
-
-        unsafe {
-            let layout = Layout::from_size_align_unchecked(size, align);
-
-            #[allow(clippy::cast_ptr_alignment)]
-            let ptr = alloc_zeroed(layout) as *mut Self;
-
-            Owned::from_raw(ptr)
-        }
-    }
+// deputy: the two radix levels (4 MiB and 2 MiB, almost all zeros) come from the system
+// allocator, which maps them fresh from the kernel: only the pages that hold entries are
+// ever touched. The global allocator (mimalloc in deputy) can hand back reused memory and
+// then has to write zeros over all 6 MiB, which at start-up cost ~1,500 page faults and
+// most of a 100,000-user brain's open time. So these nodes never pass through `Owned` or
+// `Box`, whose drop would free them with the global allocator.
+fn new_node<N>() -> Shared<'static, N> {
+    let layout = Layout::new::<N>();
+    let ptr = unsafe { System.alloc_zeroed(layout) } as *const N;
+    assert!(!ptr.is_null(), "out of memory allocating a sled pagetable node");
+    Shared::from(ptr)
 }
 
-impl Node2 {
-    fn new() -> Owned<Node2> {
-        let size = size_of::<Self>();
-        let align = align_of::<Self>();
-
-        unsafe {
-            let layout = Layout::from_size_align_unchecked(size, align);
-
-            #[allow(clippy::cast_ptr_alignment)]
-            let ptr = alloc_zeroed(layout) as *mut Self;
-
-            Owned::from_raw(ptr)
-        }
-    }
+/// Drops a node made by `new_node`.
+///
+/// # Safety
+///
+/// `ptr` came from `new_node::<N>` and nothing else refers to it.
+unsafe fn free_node<N>(ptr: *mut N) {
+    std::ptr::drop_in_place(ptr);
+    System.dealloc(ptr as *mut u8, Layout::new::<N>());
 }
 
 impl Drop for Node1 {
     fn drop(&mut self) {
-        drop_iter(self.children.iter());
+        let guard = pin();
+        for child in self.children.iter() {
+            let shared_child = child.load(Relaxed, &guard);
+            if shared_child.is_null() {
+                // dense, as in `drop_iter`
+                break;
+            }
+            unsafe {
+                free_node(shared_child.as_raw() as *mut Node2);
+            }
+        }
     }
 }
 
@@ -101,8 +102,7 @@ pub struct PageTable {
 
 impl Default for PageTable {
     fn default() -> Self {
-        let head = Node1::new();
-        Self { head: Atomic::from(head) }
+        Self { head: Atomic::from(new_node::<Node1>()) }
     }
 }
 
@@ -163,7 +163,7 @@ impl PageTable {
         let mut l2_ptr = l1[l1k].load(Acquire, guard);
 
         if l2_ptr.is_null() {
-            let next_child = Node2::new();
+            let next_child = new_node::<Node2>();
 
             debug_delay();
             let ret = l1[l1k].compare_and_set(
@@ -176,7 +176,7 @@ impl PageTable {
             l2_ptr = match ret {
                 Ok(next_child) => next_child,
                 Err(returned) => {
-                    drop(returned.new);
+                    unsafe { free_node(returned.new.as_raw() as *mut Node2) };
                     returned.current
                 }
             };
@@ -217,7 +217,7 @@ impl Drop for PageTable {
         let guard = pin();
         let head = self.head.load(Relaxed, &guard);
         unsafe {
-            drop(head.into_owned());
+            free_node(head.as_raw() as *mut Node1);
         }
     }
 }
