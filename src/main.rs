@@ -273,26 +273,26 @@ async fn run(cli: Cli) -> Result<(), StartError> {
             if sandbox {
                 sandbox_shell(config, options).await
             } else {
+                install_metrics(&config);
+                let early = app::open_meanwhile(&config, true);
                 let (packs, templates) = app::load_packs(&config)?;
                 warn_missing_consumers(&packs);
-                let (sealer, source) = app::sealer(&config, true)?;
-                warn_dev_secret(&source);
-                serve(
-                    &config,
-                    packs,
-                    templates,
-                    sealer,
-                    Front::Shell(options),
-                    &[],
-                )
-                .await
+                let opening = app::Opening::or_later(early, &config, true)?;
+                warn_dev_secret(opening.source());
+                let brain = opening.open(&config).await?;
+                serve(&config, packs, templates, brain, Front::Shell(options), &[]).await
             }
         }
         Command::Run => {
             let user = std::env::var("USER").unwrap_or_else(|_| "operator".into());
+            install_metrics(&config);
+            // Nothing opens before the platform tokens are known to be there.
+            let early = chat_tokens(&config)
+                .ok()
+                .and_then(|_| app::open_meanwhile(&config, false));
             let (packs, templates) = app::load_packs(&config)?;
             warn_missing_consumers(&packs);
-            let (sealer, _) = app::sealer(&config, false)?;
+            let opening = app::Opening::or_later(early, &config, false)?;
             let options = ShellOptions {
                 user,
                 public: false,
@@ -306,7 +306,8 @@ async fn run(cli: Cli) -> Result<(), StartError> {
             } else {
                 Front::Shell(options)
             };
-            serve(&config, packs, templates, sealer, front, &[]).await
+            let brain = opening.open(&config).await?;
+            serve(&config, packs, templates, brain, front, &[]).await
         }
         Command::Brain { command } => brain_command(&config, command).await,
     }
@@ -562,15 +563,22 @@ async fn sandbox_shell(
         dir = dir.display(),
         token = sandbox::JENKINS_TOKEN,
     );
-    let result = serve(
-        &config,
-        packs,
-        templates,
-        sealer,
-        Front::Shell(options),
-        std::slice::from_ref(&github.ca_pem),
-    )
-    .await;
+    install_metrics(&config);
+    // Errors fall through to the clean-up below, which deletes the throw-away brain.
+    let result = match app::open_configured_brain(&config, sealer).await {
+        Ok(brain) => {
+            serve(
+                &config,
+                packs,
+                templates,
+                brain,
+                Front::Shell(options),
+                std::slice::from_ref(&github.ca_pem),
+            )
+            .await
+        }
+        Err(e) => Err(e),
+    };
     provider.shutdown();
     github.shutdown();
     let _ = std::fs::remove_dir_all(&dir);
@@ -695,22 +703,24 @@ async fn chat(
     result
 }
 
+/// Installs the metrics recorder before anything is counted, when a listener can serve them.
+fn install_metrics(config: &deputy::config::Config) {
+    if config.web.listen.is_some() {
+        deputy::metrics::install();
+    }
+}
+
 async fn serve(
     config: &deputy::config::Config,
     packs: Vec<deputy::pack::Pack>,
     templates: deputy::pack::Templates,
-    sealer: deputy::brain::seal::Sealer,
+    brain: deputy::brain::Brain,
     front: Front,
     extra_roots: &[String],
 ) -> Result<(), StartError> {
     for line in app::unfilled_groups(config, &packs) {
         tracing::warn!("{line}");
     }
-    if config.web.listen.is_some() {
-        // Installed before anything is counted; only a listener can serve the numbers.
-        deputy::metrics::install();
-    }
-    let brain = app::open_configured_brain(config, sealer).await?;
     let dispatcher = app::dispatcher(config, packs, templates, brain, extra_roots)?;
     tracing::info!(
         services = dispatcher.packs.len(),

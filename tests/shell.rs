@@ -12,6 +12,28 @@ fn setkey(key: &str) -> String {
     format!("jenkins setkey {key}")
 }
 
+/// A deputy whose brain holds alice's Jenkins key.
+async fn alice_linked(jenkins: &FakeJenkins) -> Deputy {
+    let deputy = Deputy::new(&jenkins.url, "");
+    deputy
+        .shell(&["--user", "alice"], &[&setkey(ALICE_KEY)])
+        .await
+        .ok();
+    deputy
+}
+
+/// A `packs` folder beside the config with one pack whose line 9 is wrong.
+fn broken_pack(deputy: &Deputy) -> std::path::PathBuf {
+    let packs = deputy.dir.path().join("packs");
+    std::fs::create_dir(&packs).unwrap();
+    std::fs::write(
+        packs.join("broken.toml"),
+        "[service]\nname = \"broken\"\nprefixes = [\"b\"]\nbase_url = \"http://127.0.0.1:1\"\n\n[[command]]\nname = \"x\"\nhelp = \"x\"\npath = \"/{{ nope }}\"\n",
+    )
+    .unwrap();
+    packs
+}
+
 #[tokio::test]
 async fn setkey_in_dm_then_build_runs_as_that_user() {
     let jenkins = FakeJenkins::start().await;
@@ -131,11 +153,7 @@ async fn setkey_in_public_is_refused_and_nothing_is_stored() {
 #[tokio::test]
 async fn wrong_secret_refuses_to_start_and_changes_no_file() {
     let jenkins = FakeJenkins::start().await;
-    let mut deputy = Deputy::new(&jenkins.url, "");
-    deputy
-        .shell(&["--user", "alice"], &[&setkey(ALICE_KEY)])
-        .await
-        .ok();
+    let mut deputy = alice_linked(&jenkins).await;
     let before = snapshot(&deputy.brain_dir());
     deputy.secret = Some(SECRET_B.into());
     for args in [&["shell"][..], &["run"], &["check"]] {
@@ -384,13 +402,7 @@ async fn help_and_typos_get_useful_replies() {
 async fn broken_pack_names_file_and_line_and_blocks_start() {
     let jenkins = FakeJenkins::start().await;
     let deputy = Deputy::new(&jenkins.url, "");
-    let packs = deputy.dir.path().join("packs");
-    std::fs::create_dir(&packs).unwrap();
-    std::fs::write(
-        packs.join("broken.toml"),
-        "[service]\nname = \"broken\"\nprefixes = [\"b\"]\nbase_url = \"http://127.0.0.1:1\"\n\n[[command]]\nname = \"x\"\nhelp = \"x\"\npath = \"/{{ nope }}\"\n",
-    )
-    .unwrap();
+    broken_pack(&deputy);
     std::fs::write(
         deputy.config(),
         "[bot]\npacks = \"packs\"\n[brain]\npath = \"data\"\n",
@@ -419,6 +431,49 @@ async fn broken_pack_names_file_and_line_and_blocks_start() {
     let run = deputy.run_with_input(&["check"], &[]).await;
     assert_eq!(run.code(), Some(3));
     assert!(run.stderr().contains("deputy.toml:3:"), "{}", run.stderr());
+}
+
+#[tokio::test]
+async fn a_broken_pack_blocks_the_start_of_an_existing_brain_and_loses_nothing() {
+    // A brain already on disk opens while the packs load; the packs' error must still come
+    // first (before a wrong secret's), and the brain must come through as it was.
+    let jenkins = FakeJenkins::start().await;
+    let mut deputy = alice_linked(&jenkins).await;
+    let before = snapshot(&deputy.brain_dir());
+    let packs = broken_pack(&deputy);
+    deputy.use_packs(&packs);
+    for secret in [SECRET_B, SECRET_A] {
+        deputy.secret = Some(secret.into());
+        for args in [&["shell"][..], &["run"]] {
+            let run = deputy.run_with_input(args, &["jenkins build deploy"]).await;
+            let err = run.stderr();
+            assert_eq!(run.code(), Some(3), "{args:?}: {err}");
+            assert!(
+                err.contains("broken.toml:9: broken/x: path template"),
+                "{err}"
+            );
+            assert!(!err.contains("DEPUTY_SECRET"), "{err}");
+        }
+        if secret == SECRET_B {
+            assert_eq!(
+                before,
+                snapshot(&deputy.brain_dir()),
+                "a wrong secret writes nothing"
+            );
+        }
+    }
+    assert!(jenkins.seen().is_empty());
+
+    deputy.use_packs(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("commands"));
+    let run = deputy
+        .shell(&["--user", "alice"], &["jenkins build deploy"])
+        .await
+        .ok();
+    assert!(
+        run.stdout().contains("Started deploy as alice"),
+        "{}",
+        run.stdout()
+    );
 }
 
 #[tokio::test]

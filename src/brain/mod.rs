@@ -308,6 +308,11 @@ impl Brain {
         Ok(Brain::new(Arc::new(store), sealer))
     }
 
+    /// Whether `dir` holds a sled brain with its canary: opening it then creates nothing.
+    pub fn on_disk(dir: &Path) -> bool {
+        dir.join("db").exists() && dir.join(CANARY_FILE).exists()
+    }
+
     /// Opens a brain that must already exist (administration never creates one).
     pub fn open_existing(dir: &Path, sealer: Sealer) -> Result<Brain, BrainError> {
         if !dir.join("db").exists() {
