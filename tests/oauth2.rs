@@ -208,9 +208,14 @@ async fn browser_flow_with_pkce_and_a_magic_code_typed_by_the_right_user() {
 
 #[tokio::test]
 async fn concurrent_commands_share_one_refresh_of_a_rotating_token() {
-    // Tokens that live 30 s are always within deputy's 60 s refresh margin.
+    // Tokens that live 30 s are always within deputy's 60 s refresh margin. The token
+    // endpoint takes 300 ms to answer a refresh, as a real one can: both commands must find
+    // the old token before the first has stored the new one, and a busy machine once let the
+    // first refresh finish before the second command had begun. (Nothing outside deputy
+    // shows that the second command is waiting, so a slow endpoint is the window.)
     let p = provider(OAuth2Options {
         access_token_ttl_secs: 30,
+        refresh_delay_ms: 300,
         ..OAuth2Options::default()
     })
     .await;

@@ -77,6 +77,9 @@ pub struct OAuth2Options {
     pub device_expires_in_secs: u64,
     /// Lifetime of an access token (refresh tokens do not expire).
     pub access_token_ttl_secs: u64,
+    /// How long a refresh grant takes to answer, as a real token endpoint can; 0 answers at
+    /// once.
+    pub refresh_delay_ms: u64,
 }
 
 impl Default for OAuth2Options {
@@ -85,6 +88,7 @@ impl Default for OAuth2Options {
             device_interval_secs: 1,
             device_expires_in_secs: 600,
             access_token_ttl_secs: 3600,
+            refresh_delay_ms: 0,
         }
     }
 }
@@ -1070,7 +1074,13 @@ async fn access_token(
         None => invalid_request("grant_type is required"),
         Some(DEVICE_GRANT) => device_grant(&s, &params),
         Some("authorization_code") => code_grant(&s, &params),
-        Some("refresh_token") => refresh_grant(&s, &params),
+        Some("refresh_token") => {
+            let delay = s.options.refresh_delay_ms;
+            if delay > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+            }
+            refresh_grant(&s, &params)
+        }
         Some(other) => oauth_error(
             StatusCode::BAD_REQUEST,
             "unsupported_grant_type",
