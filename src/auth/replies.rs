@@ -30,12 +30,20 @@ pub fn link_first_signin(pack: &Pack) -> Reply {
 /// A command needs a key the user has not linked.
 pub fn link_first_key(pack: &Pack) -> Reply {
     let s = &pack.service;
-    Reply::new(format!(
-        "You haven't linked your {} account yet. In a direct message to me, run: `{} setkey <{}>`",
-        s.name,
-        s.prefixes[0],
-        s.auth.hint()
-    ))
+    // Joined, not formatted: every command of a user who has not linked yet answers this,
+    // and `format!` costs several times a plain copy.
+    Reply::new(
+        [
+            "You haven't linked your ",
+            &s.name,
+            " account yet. In a direct message to me, run: `",
+            &s.prefixes[0],
+            " setkey <",
+            s.auth.hint(),
+            ">`",
+        ]
+        .concat(),
+    )
 }
 
 /// `setkey` in a channel: nothing is stored, the message is deleted where the platform

@@ -9,6 +9,7 @@ pub mod limits;
 pub mod offer;
 pub mod parse;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -223,7 +224,7 @@ impl Dispatcher {
                 return reply("I couldn't read that: a quote is not closed.")
             }
         };
-        let Some(first) = words.first().map(|w| w.to_lowercase()) else {
+        let Some(first) = words.first().map(|w| lowercase(w)) else {
             return reply(format!(
                 "Hi! Say `{} help` to see what I can do.",
                 self.addressing.name
@@ -289,7 +290,7 @@ impl Dispatcher {
                 _ => kind.auth(cx, msg, pack, args).await,
             };
         }
-        let name = rest[0].to_lowercase();
+        let name = lowercase(&rest[0]);
         let Some(command) = pack.commands.iter().find(|c| c.name == name) else {
             return Ok(self.unknown_command(pack, &name));
         };
@@ -862,9 +863,42 @@ fn short(word: &str) -> String {
     word.chars().take(32).collect()
 }
 
+/// `word` lowercased, without a copy when it is lowercase ASCII already, as nearly every
+/// service and command word is.
+fn lowercase(word: &str) -> Cow<'_, str> {
+    if word
+        .bytes()
+        .all(|b| b.is_ascii() && !b.is_ascii_uppercase())
+    {
+        Cow::Borrowed(word)
+    } else {
+        Cow::Owned(word.to_lowercase())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lowercase_agrees_with_to_lowercase() {
+        for w in [
+            "",
+            "jenkins",
+            "Jenkins",
+            "JENKINS",
+            "j2-x_y",
+            "ünïcode",
+            "ÜBER",
+            "\u{212A}elvin",
+            "\u{1C5}",
+            "ΣΑΣ",
+            "build",
+        ] {
+            assert_eq!(lowercase(w), w.to_lowercase(), "{w:?}");
+        }
+        assert!(matches!(lowercase("jenkins"), Cow::Borrowed(_)), "no copy");
+    }
 
     #[test]
     fn same_origin_agrees_with_url_origins() {
