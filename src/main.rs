@@ -286,10 +286,12 @@ async fn run(cli: Cli) -> Result<(), StartError> {
         Command::Run => {
             let user = std::env::var("USER").unwrap_or_else(|_| "operator".into());
             install_metrics(&config);
+            let tokens = chat_tokens(&config);
             // Nothing opens before the platform tokens are known to be there.
-            let early = chat_tokens(&config)
-                .ok()
-                .and_then(|_| app::open_meanwhile(&config, false));
+            let early = tokens
+                .is_ok()
+                .then(|| app::open_meanwhile(&config, false))
+                .flatten();
             let (packs, templates) = app::load_packs(&config)?;
             warn_missing_consumers(&packs);
             let opening = app::Opening::or_later(early, &config, false)?;
@@ -298,8 +300,8 @@ async fn run(cli: Cli) -> Result<(), StartError> {
                 public: false,
                 show_user: false,
             };
-            // Check the platform tokens before opening anything.
-            let tokens = chat_tokens(&config)?;
+            // Missing platform tokens are reported after the packs and the secret.
+            let tokens = tokens?;
             let front = if config.discord.enabled || config.slack.enabled || config.web.chat.enabled
             {
                 Front::Chat(tokens)
@@ -565,20 +567,20 @@ async fn sandbox_shell(
     );
     install_metrics(&config);
     // Errors fall through to the clean-up below, which deletes the throw-away brain.
-    let result = match app::open_configured_brain(&config, sealer).await {
-        Ok(brain) => {
-            serve(
-                &config,
-                packs,
-                templates,
-                brain,
-                Front::Shell(options),
-                std::slice::from_ref(&github.ca_pem),
-            )
-            .await
-        }
-        Err(e) => Err(e),
-    };
+    let result = async {
+        let brain = app::open_configured_brain(&config, sealer).await?;
+        let roots = std::slice::from_ref(&github.ca_pem);
+        serve(
+            &config,
+            packs,
+            templates,
+            brain,
+            Front::Shell(options),
+            roots,
+        )
+        .await
+    }
+    .await;
     provider.shutdown();
     github.shutdown();
     let _ = std::fs::remove_dir_all(&dir);

@@ -60,27 +60,25 @@ unsafe fn free_node<N>(ptr: *mut N) {
 
 impl Drop for Node1 {
     fn drop(&mut self) {
-        let guard = pin();
-        for child in self.children.iter() {
-            let shared_child = child.load(Relaxed, &guard);
-            if shared_child.is_null() {
-                // dense, as in `drop_iter`
-                break;
-            }
-            unsafe {
-                free_node(shared_child.as_raw() as *mut Node2);
-            }
-        }
+        // deputy: its children are nodes from `new_node`, not boxes.
+        drop_iter(self.children.iter(), |child| unsafe {
+            free_node(child.as_raw() as *mut Node2)
+        });
     }
 }
 
 impl Drop for Node2 {
     fn drop(&mut self) {
-        drop_iter(self.children.iter());
+        drop_iter(self.children.iter(), |child| unsafe {
+            drop(child.into_owned())
+        });
     }
 }
 
-fn drop_iter<T>(iter: core::slice::Iter<'_, Atomic<T>>) {
+fn drop_iter<T>(
+    iter: core::slice::Iter<'_, Atomic<T>>,
+    free: impl Fn(Shared<'_, T>),
+) {
     let guard = pin();
     for child in iter {
         let shared_child = child.load(Relaxed, &guard);
@@ -89,9 +87,7 @@ fn drop_iter<T>(iter: core::slice::Iter<'_, Atomic<T>>) {
             // assumed to be dense.
             break;
         }
-        unsafe {
-            drop(shared_child.into_owned());
-        }
+        free(shared_child);
     }
 }
 
