@@ -9,7 +9,10 @@
 //! cargo build --release && cargo run --release --example loadgen -- --kind apikey --users 1000 --messages 10000
 //! ```
 //!
-//! Deterministic: user of command j is `(j * 7919) % users`; no randomness anywhere.
+//! Deterministic: user of command j is `(j * 7919) % users`; no randomness anywhere. With
+//! `--rate`, command j is offered at j / rate seconds, evenly spaced (`--bursty` keeps the
+//! old pacing on tokio's 1 ms timer, which offers each millisecond's commands at once). The
+//! clock starts once deputy has answered a first command, so start-up is not in the figures.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -24,7 +27,6 @@ use clap::{Parser, ValueEnum};
 use deputy::brain::seal::Sealer;
 use deputy::brain::{Brain, KeyPath, Owner};
 use secrecy::SecretString;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
 enum Kind {
@@ -54,6 +56,14 @@ struct Args {
     /// Messages per second to offer (open loop); as fast as deputy takes them when absent.
     #[arg(long)]
     rate: Option<u64>,
+    /// With `--rate`: let each millisecond's commands go at once (tokio's timer) instead of
+    /// evenly spaced.
+    #[arg(long)]
+    bursty: bool,
+    /// Write each command's offer time and latency (µs, one command a line) to this file, to
+    /// find where a latency tail comes from.
+    #[arg(long)]
+    latencies: Option<PathBuf>,
     /// The deputy binary for shell mode.
     #[arg(long, default_value = "target/release/deputy")]
     bin: PathBuf,
@@ -74,6 +84,14 @@ struct Upstream {
     ok: AtomicU64,
     refused: AtomicU64,
     handler_ns: AtomicU64,
+}
+
+impl Upstream {
+    /// Forgets the warm-up's calls.
+    fn reset(&self) {
+        self.ok.store(0, Ordering::Relaxed);
+        self.handler_ns.store(0, Ordering::Relaxed);
+    }
 }
 
 fn user_number(s: &str, prefix: &str) -> Option<usize> {
@@ -211,7 +229,24 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-fn report(args: &Args, elapsed: Duration, mut latencies: Vec<Duration>, upstream: &Upstream) {
+/// One command: when it was offered (from the start of the run) and how long its answer took.
+#[derive(Clone, Copy)]
+struct Sample {
+    sent: Duration,
+    latency: Duration,
+}
+
+fn report(args: &Args, elapsed: Duration, mut samples: Vec<Sample>, upstream: &Upstream) {
+    if let Some(path) = &args.latencies {
+        use std::io::Write;
+        samples.sort_by_key(|s| s.sent);
+        let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+        for s in &samples {
+            writeln!(f, "{} {}", s.sent.as_micros(), s.latency.as_micros()).unwrap();
+        }
+        f.flush().unwrap();
+    }
+    let mut latencies: Vec<Duration> = samples.iter().map(|s| s.latency).collect();
     latencies.sort();
     let n = latencies.len();
     let ok = upstream.ok.load(Ordering::Relaxed);
@@ -253,62 +288,105 @@ fn user_of(j: usize, users: usize) -> usize {
     (j * 7919) % users
 }
 
-async fn pace(start: Instant, j: usize, rate: Option<u64>) {
+/// When command `j` is due, offered evenly at `rate` per second from `start`.
+fn due(start: Instant, j: usize, rate: u64) -> Instant {
+    start + Duration::from_nanos((j as u128 * 1_000_000_000 / rate as u128) as u64)
+}
+
+/// Waits (async) until command `j` is due. With `--bursty`, on tokio's timer, whose 1 ms
+/// wheel lets each millisecond's commands go at once; otherwise on this thread's own sleep
+/// (the OS timer, tens of µs late at most), so they go evenly spaced.
+async fn pace(start: Instant, j: usize, rate: Option<u64>, bursty: bool) {
     if let Some(rate) = rate {
-        let due = start + Duration::from_secs_f64(j as f64 / rate as f64);
-        tokio::time::sleep_until(due.into()).await;
+        let at = due(start, j, rate);
+        if bursty {
+            tokio::time::sleep_until(at.into()).await;
+        } else {
+            sleep_until(at);
+        }
     }
 }
 
-async fn run_shell(args: &Args, config: &Path, upstream: &Upstream) {
-    let mut child = tokio::process::Command::new(&args.bin)
-        .arg("--config")
-        .arg(config)
-        .args(["shell", "--show-user"])
-        .env("DEPUTY_SECRET", SECRET)
-        .env("DEPUTY_LOAD_CONSUMER_SECRET", CONSUMER_SECRET)
-        .env("DEPUTY_LOAD_CLIENT_SECRET", "load-client-secret")
-        .env("RUST_LOG", "error")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot start {}: {e} (cargo build --release)",
-                args.bin.display()
-            )
-        });
-    let pid = child.id().unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut out = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+/// Blocks this thread until `at`.
+fn sleep_until(at: Instant) {
+    let now = Instant::now();
+    if at > now {
+        std::thread::sleep(at - now);
+    }
+}
+
+/// Kills deputy if the load generator panics before it exits.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Drives `deputy shell` from two threads of its own, a writer and a reader, so the load
+/// generator's own scheduling adds as little as it can to what is measured.
+fn run_shell(args: &Args, config: &Path, upstream: &Upstream) {
+    use std::io::{BufRead, Write};
+    let mut child = KillOnDrop(
+        std::process::Command::new(&args.bin)
+            .arg("--config")
+            .arg(config)
+            .args(["shell", "--show-user"])
+            .env("DEPUTY_SECRET", SECRET)
+            .env("DEPUTY_LOAD_CONSUMER_SECRET", CONSUMER_SECRET)
+            .env("DEPUTY_LOAD_CLIENT_SECRET", "load-client-secret")
+            .env("RUST_LOG", "error")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {}: {e} (cargo build --release)",
+                    args.bin.display()
+                )
+            }),
+    );
+    let pid = child.0.id();
+    let mut stdin = child.0.stdin.take().unwrap();
+    let out = std::io::BufReader::with_capacity(64 * 1024, child.0.stdout.take().unwrap());
     // Per user, the send times of commands not yet answered (a user's replies come in order).
     let sent: Arc<std::sync::Mutex<Vec<VecDeque<Instant>>>> =
         Arc::new(std::sync::Mutex::new(vec![VecDeque::new(); args.users]));
-    let (users, messages, rate) = (args.users, args.messages, args.rate);
+    // The clock starts once deputy has answered one command: start-up is measured on its own
+    // (start → first reply), and the first command also opens the upstream connection.
+    stdin.write_all(b"/user u0\nload item\n").unwrap();
+    let mut lines = out.lines();
+    let first = lines.next().expect("deputy started").unwrap();
+    assert_eq!(first, "[u0] ok u0", "the warm-up command failed");
+    upstream.reset();
+    let (users, messages, rate, bursty) = (args.users, args.messages, args.rate, args.bursty);
     let start = Instant::now();
     let s = sent.clone();
-    let writer = tokio::spawn(async move {
+    let writer = std::thread::spawn(move || {
+        // `--bursty` paces on a current-thread tokio runtime's timer, as before.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
         let mut buf = Vec::with_capacity(64 * 1024);
         for j in 0..messages {
-            pace(start, j, rate).await;
+            rt.block_on(pace(start, j, rate, bursty));
             let u = user_of(j, users);
             buf.extend_from_slice(format!("/user u{u}\nload item\n").as_bytes());
             s.lock().unwrap()[u].push_back(Instant::now());
             if rate.is_some() || buf.len() > 32 * 1024 || j + 1 == messages {
-                stdin.write_all(&buf).await.unwrap();
+                stdin.write_all(&buf).unwrap();
                 buf.clear();
             }
         }
-        stdin
+        // Closing stdin tells deputy the input is over.
+        drop(stdin);
     });
-    let mut latencies = Vec::with_capacity(messages);
-    while latencies.len() < messages {
-        let line = out
-            .next_line()
-            .await
-            .unwrap()
-            .expect("deputy answered everything");
+    let mut samples = Vec::with_capacity(messages);
+    while samples.len() < messages {
+        let line = lines.next().expect("deputy answered everything").unwrap();
         let now = Instant::now();
         let (who, text) = line
             .strip_prefix('[')
@@ -317,7 +395,10 @@ async fn run_shell(args: &Args, config: &Path, upstream: &Upstream) {
         assert_eq!(text, format!("ok {who}"), "a wrong or failed answer");
         let u: usize = user_number(who, "u").unwrap();
         let t = sent.lock().unwrap()[u].pop_front().unwrap();
-        latencies.push(now - t);
+        samples.push(Sample {
+            sent: t - start,
+            latency: now - t,
+        });
     }
     let elapsed = start.elapsed();
     let peak = std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -328,10 +409,25 @@ async fn run_shell(args: &Args, config: &Path, upstream: &Upstream) {
                 .map(|l| l.split_whitespace().nth(1).unwrap_or("?").to_string())
         })
         .unwrap_or_else(|| "?".into());
-    drop(writer.await.unwrap());
-    assert!(child.wait().await.unwrap().success());
-    report(args, elapsed, latencies, upstream);
+    writer.join().unwrap();
+    assert!(child.0.wait().unwrap().success());
+    report(args, elapsed, samples, upstream);
     println!("deputy peak RSS: {peak} kB");
+}
+
+/// User `u`'s `load item`, in a direct message in the shell.
+fn message(u: usize, id: String) -> deputy::chat::Message {
+    deputy::chat::Message {
+        adapter: "shell".into(),
+        workspace: "local".into(),
+        user: format!("u{u}"),
+        user_name: format!("u{u}"),
+        channel: format!("dm:u{u}"),
+        id,
+        thread: None,
+        direct: true,
+        text: "load item".into(),
+    }
 }
 
 async fn run_dispatch(args: &Args, config: &Path, upstream: &Upstream) {
@@ -356,44 +452,50 @@ async fn run_dispatch(args: &Args, config: &Path, upstream: &Upstream) {
             deputy::chat::Deleted::Unsupported
         }
     }
-    // One task per user, each running its commands in order, as the runner would.
-    let mut mine = vec![Vec::new(); args.users];
-    for j in 0..args.messages {
-        mine[user_of(j, args.users)].push(j);
-    }
-    let start = Instant::now();
+    // One task per user, each running its commands in order, as the runner would; a pacer
+    // thread offers each command to its user's task when it is due. Latency counts from then,
+    // so time spent waiting for a worker counts too.
+    let mut queues = Vec::with_capacity(args.users);
     let mut tasks = tokio::task::JoinSet::new();
-    for (u, js) in mine.into_iter().enumerate() {
+    for u in 0..args.users {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, Instant)>();
+        queues.push(tx);
         let d = d.clone();
-        let rate = args.rate;
         tasks.spawn(async move {
             let mut lat = Vec::new();
-            for j in js {
-                pace(start, j, rate).await;
-                let msg = deputy::chat::Message {
-                    adapter: "shell".into(),
-                    workspace: "local".into(),
-                    user: format!("u{u}"),
-                    user_name: format!("u{u}"),
-                    channel: format!("dm:u{u}"),
-                    id: j.to_string(),
-                    thread: None,
-                    direct: true,
-                    text: "load item".into(),
-                };
-                let t = Instant::now();
-                let replies = d.handle(&msg, &Null).await;
-                lat.push(t.elapsed());
+            while let Some((j, sent)) = rx.recv().await {
+                let replies = d.handle(&message(u, j.to_string()), &Null).await;
+                lat.push((sent, sent.elapsed()));
                 assert_eq!(replies[0].text, format!("ok u{u}"));
             }
             lat
         });
     }
-    let mut latencies = Vec::new();
+    // As in shell mode, one command first opens the upstream connection, off the clock.
+    let warm = message(0, "warm-up".into());
+    assert_eq!(d.handle(&warm, &Null).await[0].text, "ok u0");
+    upstream.reset();
+    let (users, messages, rate, bursty) = (args.users, args.messages, args.rate, args.bursty);
+    let start = Instant::now();
+    let pacer = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        for j in 0..messages {
+            rt.block_on(pace(start, j, rate, bursty));
+            let _ = queues[user_of(j, users)].send((j, Instant::now()));
+        }
+    });
+    let mut samples = Vec::new();
     while let Some(r) = tasks.join_next().await {
-        latencies.extend(r.unwrap());
+        samples.extend(r.unwrap().into_iter().map(|(sent, latency)| Sample {
+            sent: sent - start,
+            latency,
+        }));
     }
-    report(args, start.elapsed(), latencies, upstream);
+    pacer.join().unwrap();
+    report(args, start.elapsed(), samples, upstream);
 }
 
 fn main() {
@@ -410,7 +512,7 @@ fn main() {
     rt.block_on(async {
         let config = install(dir.path(), args.kind, port, args.users).await;
         match args.mode {
-            Mode::Shell => run_shell(&args, &config, &upstream).await,
+            Mode::Shell => tokio::task::block_in_place(|| run_shell(&args, &config, &upstream)),
             Mode::Dispatch => run_dispatch(&args, &config, &upstream).await,
         }
     });

@@ -8,8 +8,12 @@
 //!
 //! A burst is cheap because nothing wakes another thread per message: the reader stops at
 //! [`IN_FLIGHT`] and is woken once half of them are answered, and replies collect in a buffer
-//! the writer takes whole: at once when nothing else is in flight, else when [`BATCH`] bytes
-//! have collected or [`LINGER`] has passed.
+//! the writer takes whole: at once when at most [`STEADY`] messages are in flight, else when
+//! [`BATCH`] bytes have collected or [`LINGER`] has passed.
+//!
+//! A steady flow is quick because the reading loop runs on a runtime worker: the worker the
+//! poller wakes for a line reads it and runs its task, with no hand-off to another thread
+//! until the reply goes to the writer.
 
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -93,8 +97,12 @@ async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
 pub const IN_FLIGHT: usize = 1024;
 /// Replies the writer lets collect before it writes them out.
 pub const BATCH: usize = 32 * 1024;
-/// The longest a reply waits in the buffer while other messages are still in flight.
+/// The longest a reply waits in the buffer while a burst is being answered.
 pub const LINGER: Duration = Duration::from_micros(200);
+/// While at most this many messages are in flight (the one being answered included), a reply
+/// is written at once. At a steady rate a few are always in flight, and lingering for more
+/// would add up to [`LINGER`] to every answer; a burst fills [`IN_FLIGHT`] and batches.
+pub const STEADY: usize = 16;
 
 /// Where replies go: the stdout writer thread, or rustyline's printer so the prompt survives.
 enum Output {
@@ -157,13 +165,13 @@ impl Writer {
         w
     }
 
-    /// Adds one line; `idle` when no other message is in flight, so no more is coming soon.
-    fn line(&self, text: &str, idle: bool) {
+    /// Adds one line; `now` to write it without lingering for more.
+    fn line(&self, text: &str, now: bool) {
         let mut p = self.pending.lock().expect("writer poisoned");
         let was_empty = p.bytes.is_empty();
         p.bytes.extend_from_slice(text.as_bytes());
         p.bytes.push(b'\n');
-        if idle || p.bytes.len() >= BATCH {
+        if now || p.bytes.len() >= BATCH {
             p.now = true;
             self.ready.notify_one();
         } else if was_empty {
@@ -233,7 +241,9 @@ struct ShellAdapter {
 impl ShellAdapter {
     async fn print(&self, text: String) {
         match &self.output {
-            Output::Stdout(w) => w.line(&text, self.flow.in_flight.load(Ordering::Acquire) == 0),
+            Output::Stdout(w) => {
+                w.line(&text, self.flow.in_flight.load(Ordering::Acquire) <= STEADY)
+            }
             Output::Printer(p) => {
                 let _ = p
                     .lock()
@@ -358,7 +368,19 @@ impl Input {
 }
 
 /// Reads messages until end of input (or `/quit`), then waits for every reply.
+///
+/// The session runs as a task of its own: on a runtime worker, which the poller wakes for
+/// input itself, rather than on the thread that blocks on the runtime, which a worker would
+/// have to wake for every line.
 pub async fn run(runner: Arc<Runner>, options: ShellOptions) -> anyhow::Result<()> {
+    match tokio::spawn(session(runner, options)).await {
+        Ok(result) => result,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => Err(anyhow::anyhow!("the shell stopped: {e}")),
+    }
+}
+
+async fn session(runner: Arc<Runner>, options: ShellOptions) -> anyhow::Result<()> {
     let flow = Arc::new(Flow::default());
     let adapter: Arc<ShellAdapter>;
     let mut input;
