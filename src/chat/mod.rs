@@ -176,6 +176,9 @@ impl Runner {
     }
 
     async fn work(&self, key: ConversationKey, mut rx: mpsc::Receiver<Job>) {
+        // A conversation is one adapter's, so its counters are looked up once, not per message.
+        let mut messages: Option<metrics::Counter> = None;
+        let mut interactions: Option<metrics::Counter> = None;
         loop {
             let job = match rx.try_recv() {
                 Ok(job) => job,
@@ -194,7 +197,10 @@ impl Runner {
             };
             let (message, interaction, adapter) = job;
             if let Some(interaction) = interaction {
-                metrics::counter!("deputy_interactions_total", "adapter" => message.adapter.clone())
+                interactions
+                    .get_or_insert_with(|| {
+                        metrics::counter!("deputy_interactions_total", "adapter" => key.0.clone())
+                    })
                     .increment(1);
                 let replies = self
                     .dispatcher
@@ -207,7 +213,10 @@ impl Runner {
                 }
                 continue;
             }
-            metrics::counter!("deputy_messages_total", "adapter" => message.adapter.clone())
+            messages
+                .get_or_insert_with(
+                    || metrics::counter!("deputy_messages_total", "adapter" => key.0.clone()),
+                )
                 .increment(1);
             // Only for messages meant for the bot: chatter in a channel shows no typing.
             let addressed = self

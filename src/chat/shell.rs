@@ -165,11 +165,13 @@ impl Writer {
         w
     }
 
-    /// Adds one line; `now` to write it without lingering for more.
-    fn line(&self, text: &str, now: bool) {
+    /// Adds one line, `parts` joined; `now` to write it without lingering for more.
+    fn line(&self, parts: &[&str], now: bool) {
         let mut p = self.pending.lock().expect("writer poisoned");
         let was_empty = p.bytes.is_empty();
-        p.bytes.extend_from_slice(text.as_bytes());
+        for part in parts {
+            p.bytes.extend_from_slice(part.as_bytes());
+        }
         p.bytes.push(b'\n');
         if now || p.bytes.len() >= BATCH {
             p.now = true;
@@ -239,17 +241,40 @@ struct ShellAdapter {
 }
 
 impl ShellAdapter {
-    async fn print(&self, text: String) {
+    /// Prints one line, `parts` joined. Both outputs only append to a buffer, so this never
+    /// waits.
+    fn print(&self, parts: &[&str]) {
         match &self.output {
             Output::Stdout(w) => {
-                w.line(&text, self.flow.in_flight.load(Ordering::Acquire) <= STEADY)
+                w.line(parts, self.flow.in_flight.load(Ordering::Acquire) <= STEADY)
             }
             Output::Printer(p) => {
                 let _ = p
                     .lock()
                     .expect("printer poisoned")
-                    .print(format!("{text}\n"));
+                    .print(format!("{}\n", parts.concat()));
             }
+        }
+    }
+
+    /// Prints a reply to `to`, written straight into the output buffer piece by piece.
+    fn show(&self, to: &Message, reply: &Reply) {
+        let (open, who, close) = if self.show_user {
+            ("[", to.user.as_str(), "] ")
+        } else {
+            ("", "", "")
+        };
+        match (reply.visibility, to.direct) {
+            (Visibility::OnlyUser, false) => self.print(&[
+                open,
+                who,
+                close,
+                "(only ",
+                &to.user,
+                " can see this) ",
+                &reply.text,
+            ]),
+            _ => self.print(&[open, who, close, &reply.text]),
         }
     }
 
@@ -280,7 +305,8 @@ impl Drop for Tracked {
 #[async_trait::async_trait]
 impl Adapter for Tracked {
     async fn send(&self, to: &Message, reply: Reply) -> anyhow::Result<()> {
-        self.inner.send(to, reply).await
+        self.inner.show(to, &reply);
+        Ok(())
     }
 
     async fn delete(&self, message: &Message) -> Deleted {
@@ -291,17 +317,7 @@ impl Adapter for Tracked {
 #[async_trait::async_trait]
 impl Adapter for ShellAdapter {
     async fn send(&self, to: &Message, reply: Reply) -> anyhow::Result<()> {
-        let text = match (reply.visibility, to.direct) {
-            (Visibility::OnlyUser, false) => {
-                format!("(only {} can see this) {}", to.user, reply.text)
-            }
-            _ => reply.text,
-        };
-        if self.show_user {
-            self.print(format!("[{}] {text}", to.user)).await;
-        } else {
-            self.print(text).await;
-        }
+        self.show(to, &reply);
         Ok(())
     }
 
@@ -395,17 +411,15 @@ async fn session(runner: Arc<Runner>, options: ShellOptions) -> anyhow::Result<(
             show_user: options.show_user,
             flow: flow.clone(),
         });
-        adapter
-            .print(format!(
-                "deputy shell: talking as {}, in a {}. Try `help`. ({SHELL_HELP})",
-                options.user,
-                if options.public {
-                    "shared channel"
-                } else {
-                    "direct message"
-                }
-            ))
-            .await;
+        adapter.print(&[&format!(
+            "deputy shell: talking as {}, in a {}. Try `help`. ({SHELL_HELP})",
+            options.user,
+            if options.public {
+                "shared channel"
+            } else {
+                "direct message"
+            }
+        )]);
         // rustyline blocks: it gets a thread of its own.
         std::thread::spawn(move || {
             while let Ok(line) = editor.readline("you> ") {
@@ -437,12 +451,10 @@ async fn session(runner: Arc<Runner>, options: ShellOptions) -> anyhow::Result<(
     let counter = AtomicU64::new(0);
     while let Some(line) = input.next().await {
         if line == TOO_LONG {
-            adapter
-                .print(format!(
-                    "That message is longer than {} KiB, so I did not read it; nothing was done.",
-                    MAX_LINE / 1024
-                ))
-                .await;
+            adapter.print(&[&format!(
+                "That message is longer than {} KiB, so I did not read it; nothing was done.",
+                MAX_LINE / 1024
+            )]);
             continue;
         }
         let line = line.trim();
@@ -456,7 +468,7 @@ async fn session(runner: Arc<Runner>, options: ShellOptions) -> anyhow::Result<(
                 (Some("public"), None) => state.public = true,
                 (Some("dm"), None) => state.public = false,
                 (Some("quit"), None) => break,
-                _ => adapter.print(SHELL_HELP.to_string()).await,
+                _ => adapter.print(&[SHELL_HELP]),
             }
             continue;
         }
