@@ -75,10 +75,13 @@ pub fn words(text: &str) -> Result<Vec<String>, ParseError> {
         .bytes()
         .any(|b| matches!(b, b'\'' | b'"' | b'\\' | b'#'))
     {
+        // Bytes, not chars: a char pattern decodes every character on the way.
         return Ok(text
-            .split([' ', '\t', '\n'])
+            .as_bytes()
+            .split(|b| matches!(b, b' ' | b'\t' | b'\n'))
             .filter(|w| !w.is_empty())
-            .map(String::from)
+            // Cut at ASCII bytes, so each piece is whole characters of `text`.
+            .map(|w| String::from_utf8_lossy(w).into_owned())
             .collect());
     }
     shell_words::split(text).map_err(|_| ParseError::UnclosedQuote)
