@@ -154,8 +154,14 @@ async fn no_secret_of_any_flow_reaches_output_logs_or_files() {
     // bob pastes his key in a shared channel: refused, and never echoed.
     s.send("/public").await;
     s.send("/user bob").await;
-    s.ask(&format!("@deputy jenkins setkey {BOB_KEY}"), "[bob]")
+    let refusal = s
+        .ask(&format!("@deputy jenkins setkey {BOB_KEY}"), "[bob]")
         .await;
+    // Only bob sees it, and the shell says so in the shared channel.
+    assert!(
+        refusal.starts_with("[bob] (only bob can see this) "),
+        "{refusal}"
+    );
     s.ask("@deputy jenkins whoami", "[bob] You haven't linked")
         .await;
     s.send("/dm").await;
