@@ -288,30 +288,41 @@ fn user_of(j: usize, users: usize) -> usize {
     (j * 7919) % users
 }
 
-/// When command `j` is due, offered evenly at `rate` per second from `start`.
-fn due(start: Instant, j: usize, rate: u64) -> Instant {
-    start + Duration::from_nanos((j as u128 * 1_000_000_000 / rate as u128) as u64)
+/// Holds a pacing thread back until each command is due: command `j` at `j / rate` seconds
+/// from `start`, evenly spaced on the OS timer (tens of µs late at most), or with `--bursty`
+/// on tokio's timer, whose 1 ms wheel lets each millisecond's commands go at once. Without a
+/// rate it never waits.
+struct Pacer {
+    start: Instant,
+    rate: Option<u64>,
+    /// The runtime whose timer `--bursty` waits on.
+    bursty: Option<tokio::runtime::Runtime>,
 }
 
-/// Waits (async) until command `j` is due. With `--bursty`, on tokio's timer, whose 1 ms
-/// wheel lets each millisecond's commands go at once; otherwise on this thread's own sleep
-/// (the OS timer, tens of µs late at most), so they go evenly spaced.
-async fn pace(start: Instant, j: usize, rate: Option<u64>, bursty: bool) {
-    if let Some(rate) = rate {
-        let at = due(start, j, rate);
-        if bursty {
-            tokio::time::sleep_until(at.into()).await;
-        } else {
-            sleep_until(at);
+impl Pacer {
+    fn new(start: Instant, args: &Args) -> Pacer {
+        let bursty = args.bursty.then(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .unwrap()
+        });
+        Pacer {
+            start,
+            rate: args.rate,
+            bursty,
         }
     }
-}
 
-/// Blocks this thread until `at`.
-fn sleep_until(at: Instant) {
-    let now = Instant::now();
-    if at > now {
-        std::thread::sleep(at - now);
+    fn wait(&self, j: usize) {
+        let Some(rate) = self.rate else { return };
+        let due =
+            self.start + Duration::from_nanos((j as u128 * 1_000_000_000 / rate as u128) as u64);
+        match &self.bursty {
+            // The timer is made inside the runtime, which it needs.
+            Some(rt) => rt.block_on(async { tokio::time::sleep_until(due.into()).await }),
+            None => std::thread::sleep(due.saturating_duration_since(Instant::now())),
+        }
     }
 }
 
@@ -361,18 +372,14 @@ fn run_shell(args: &Args, config: &Path, upstream: &Upstream) {
     let first = lines.next().expect("deputy started").unwrap();
     assert_eq!(first, "[u0] ok u0", "the warm-up command failed");
     upstream.reset();
-    let (users, messages, rate, bursty) = (args.users, args.messages, args.rate, args.bursty);
+    let (users, messages, rate) = (args.users, args.messages, args.rate);
     let start = Instant::now();
+    let pacer = Pacer::new(start, args);
     let s = sent.clone();
     let writer = std::thread::spawn(move || {
-        // `--bursty` paces on a current-thread tokio runtime's timer, as before.
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .unwrap();
         let mut buf = Vec::with_capacity(64 * 1024);
         for j in 0..messages {
-            rt.block_on(pace(start, j, rate, bursty));
+            pacer.wait(j);
             let u = user_of(j, users);
             buf.extend_from_slice(format!("/user u{u}\nload item\n").as_bytes());
             s.lock().unwrap()[u].push_back(Instant::now());
@@ -475,15 +482,12 @@ async fn run_dispatch(args: &Args, config: &Path, upstream: &Upstream) {
     let warm = message(0, "warm-up".into());
     assert_eq!(d.handle(&warm, &Null).await[0].text, "ok u0");
     upstream.reset();
-    let (users, messages, rate, bursty) = (args.users, args.messages, args.rate, args.bursty);
+    let (users, messages) = (args.users, args.messages);
     let start = Instant::now();
+    let pacer = Pacer::new(start, args);
     let pacer = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .unwrap();
         for j in 0..messages {
-            rt.block_on(pace(start, j, rate, bursty));
+            pacer.wait(j);
             let _ = queues[user_of(j, users)].send((j, Instant::now()));
         }
     });
